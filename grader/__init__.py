@@ -1,0 +1,1 @@
+"""Sandboxed auto-grader for notebook homework."""

@@ -1,0 +1,83 @@
+"""The per-student record: every stage's result, as JSON, written atomically.
+
+The CSV and the feedback reports are derived from records only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = 1
+
+
+@dataclass
+class Record:
+    net_id: str
+    zip_name: str
+    zip_sha256: str | None
+    status: str                 # "graded" | "rejected" | "late_rejected" | "error"
+    reason: str                 # one sentence for the CSV
+    rubric: dict[str, str]      # name, digest
+    intake: dict[str, Any] | None = None
+    deadline: dict[str, Any] | None = None
+    notebooks: dict[str, Any] = field(default_factory=dict)    # part id -> NotebookRun as dict
+    items: list[dict[str, Any]] = field(default_factory=list)  # ItemResult as dicts
+    penalties: list[dict[str, Any]] = field(default_factory=list)
+    score: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
+    graded_at: str = ""
+    inputs_digest: str = ""     # what the grade depends on besides the zip; see runner.inputs_digest
+    schema: int = SCHEMA
+    complete: bool = True       # False only while a record is being rebuilt
+
+
+def to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: a reader (or a
+    rerun after a crash) sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save(record: Record, path: Path) -> None:
+    write_atomic(path, json.dumps(to_jsonable(record), indent=1, sort_keys=False) + "\n")
+
+
+def load(path: Path) -> Record:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: record schema {data.get('schema')} is not {SCHEMA}")
+    names = {f.name for f in dataclasses.fields(Record)}
+    return Record(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,347 @@
+"""The assignment as data: load and validate a rubric TOML file into typed objects.
+
+Every error names the offending key and says what is expected, so that staff
+can fix a rubric without reading grader code.
+"""
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+PART_KINDS = ("pdf", "notebook")
+PENALTY_RULES = ("sum_capped",)
+COLAB_MODES = ("neutralize", "keep")
+
+
+class RubricError(ValueError):
+    """A rubric file that cannot be used as it is."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    due: datetime                 # aware, in the course time zone
+    timezone: str
+    late_window_hours: float
+    late_penalty_pct: float
+
+
+@dataclass(frozen=True)
+class Penalties:
+    rule: str                     # how penalties combine; see score.combine_penalties
+    naming_pct: float
+    not_executable_pct: float
+
+
+@dataclass(frozen=True)
+class IntakeSettings:
+    ignore: tuple[str, ...]
+    max_members: int
+    max_total_mb: float
+    max_member_mb: float
+    netid_pattern: str
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    cell_timeout_s: float
+    notebook_timeout_s: float
+    probe_timeout_s: float
+    memory_mb: int
+    pids_max: int
+    tmp_mb: int
+    colab: str
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str                   # "<dataset name>" prepared by the reference package, or a path under reference_dir
+    target: str                   # absolute path inside the sandbox (read-only)
+
+
+@dataclass(frozen=True)
+class Part:
+    id: str
+    file: str
+    kind: str
+    points: float
+    extra_credit: float = 0.0
+    support: tuple[str, ...] = ()          # paths under reference_dir copied beside the notebook
+    env: tuple[tuple[str, str], ...] = ()
+    mounts: tuple[Mount, ...] = ()
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    part: str
+    kind: str
+    title: str
+    points: float
+    extra: bool = False
+    target: str | None = None
+    params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Rubric:
+    name: str
+    title: str
+    path: Path
+    digest: str                    # sha256 of the rubric file: records say which rubric graded them
+    reference_dir: Path
+    reference_package: str | None
+    datasets: tuple[tuple[str, str], ...]   # (name, "module:function") preparing grader-held data
+    deadline: Deadline
+    penalties: Penalties
+    intake: IntakeSettings
+    execution: ExecutionSettings
+    parts: tuple[Part, ...]
+    items: tuple[Item, ...]
+
+    @property
+    def required_files(self) -> tuple[str, ...]:
+        return tuple(p.file for p in self.parts)
+
+    def part(self, part_id: str) -> Part:
+        for p in self.parts:
+            if p.id == part_id:
+                return p
+        raise KeyError(part_id)
+
+    def items_of(self, part_id: str) -> list[Item]:
+        return [i for i in self.items if i.part == part_id]
+
+    @property
+    def total_points(self) -> float:
+        return sum(p.points for p in self.parts)
+
+    @property
+    def total_extra(self) -> float:
+        return sum(p.extra_credit for p in self.parts)
+
+
+_REQUIRED = object()
+
+
+class _Table:
+    """A TOML table that remembers where it is, so errors can name the full key."""
+
+    def __init__(self, data: Any, where: str):
+        if not isinstance(data, dict):
+            raise RubricError(f"{where}: expected a table, got {type(data).__name__}")
+        self.data = data
+        self.where = where
+        self.used: set[str] = set()
+
+    def _get(self, key: str, types: tuple[type, ...], what: str, default: Any) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            if default is _REQUIRED:
+                raise RubricError(f"{self.where}.{key}: missing; expected {what}")
+            return default
+        value = self.data[key]
+        # bool is an int subclass; a number field must not accept true/false.
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise RubricError(f"{self.where}.{key}: expected {what}, got {value!r}")
+        return value
+
+    def str(self, key: str, default: Any = None) -> str:
+        return self._get(key, (str,), "a string", default)
+
+    def num(self, key: str, default: Any = None, minimum: float = 0) -> float:
+        value = self._get(key, (int, float), "a number", default)
+        if value is not None and value < minimum:
+            raise RubricError(f"{self.where}.{key}: expected a number >= {minimum}, got {value!r}")
+        return value
+
+    def bool(self, key: str, default: Any = None) -> bool:
+        return self._get(key, (bool,), "true or false", default)
+
+    def strs(self, key: str, default: Any = ()) -> tuple[str, ...]:
+        value = self._get(key, (list,), "a list of strings", default)
+        if not all(isinstance(v, str) for v in value):
+            raise RubricError(f"{self.where}.{key}: expected a list of strings, got {value!r}")
+        return tuple(value)
+
+    def table(self, key: str, default: dict | None = None) -> "_Table":
+        self.used.add(key)
+        if key not in self.data:
+            if default is None:
+                raise RubricError(f"{self.where}.{key}: missing; expected a table")
+            return _Table(default, f"{self.where}.{key}")
+        return _Table(self.data[key], f"{self.where}.{key}" if self.where else key)
+
+    def tables(self, key: str) -> list["_Table"]:
+        value = self._get(key, (list,), "an array of tables ([[...]])", [])
+        return [_Table(v, f"{self.where}.{key}[{i}]" if self.where else f"{key}[{i}]")
+                for i, v in enumerate(value)]
+
+    def one_of(self, key: str, choices: tuple[str, ...], default: Any = None) -> str:
+        value = self.str(key, default)
+        if value not in choices:
+            raise RubricError(f"{self.where}.{key}: expected one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def no_unknown_keys(self, also: tuple[str, ...] = ()) -> None:
+        unknown = set(self.data) - self.used - set(also)
+        if unknown:
+            raise RubricError(f"{self.where}: unknown key(s) {', '.join(sorted(unknown))}")
+
+
+def _top(data: dict, key: str) -> _Table:
+    if key not in data:
+        raise RubricError(f"[{key}]: missing table")
+    return _Table(data[key], key)
+
+
+def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) -> Rubric:
+    """Load ``path`` and validate it; ``known_kinds`` defaults to the registered check kinds."""
+    path = Path(path).resolve()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise RubricError(f"cannot read rubric {path}: {e.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise RubricError(f"{path.name}: not valid TOML: {e}") from None
+    if known_kinds is None:
+        from grader.checks import KINDS
+        known_kinds = tuple(KINDS)
+
+    a = _top(data, "assignment")
+    name = a.str("name", _REQUIRED)
+    title = a.str("title", name)
+    reference_dir = (path.parent / a.str("reference_dir", ".")).resolve()
+    if not reference_dir.is_dir():
+        raise RubricError(f"assignment.reference_dir: folder {reference_dir} does not exist")
+    reference_package = a.str("reference_package")
+    datasets = []
+    for key, value in a.table("datasets", {}).data.items():
+        if not isinstance(value, str) or ":" not in value:
+            raise RubricError(f"assignment.datasets.{key}: expected \"module:function\", got {value!r}")
+        datasets.append((key, value))
+    a.no_unknown_keys()
+
+    d = _top(data, "deadline")
+    tzname = d.str("timezone", _REQUIRED)
+    try:
+        tz = ZoneInfo(tzname)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RubricError(f"deadline.timezone: unknown time zone {tzname!r}; expected e.g. \"America/New_York\"") from None
+    due_text = d.str("due", _REQUIRED)
+    try:
+        due = datetime.fromisoformat(due_text)
+    except ValueError:
+        raise RubricError(f"deadline.due: expected an ISO date-time such as \"2025-10-05T23:59:00\", got {due_text!r}") from None
+    due = due.replace(tzinfo=tz) if due.tzinfo is None else due.astimezone(tz)
+    deadline = Deadline(due, tzname, d.num("late_window_hours", 24), d.num("late_penalty_pct", 20))
+    d.no_unknown_keys()
+
+    p = _top(data, "penalties")
+    penalties = Penalties(p.one_of("rule", PENALTY_RULES, "sum_capped"),
+                          p.num("naming_pct", 10), p.num("not_executable_pct", 20))
+    for key in ("naming_pct", "not_executable_pct"):
+        if getattr(penalties, key) > 100:
+            raise RubricError(f"penalties.{key}: expected a percentage between 0 and 100")
+    p.no_unknown_keys()
+
+    i = _Table(data.get("intake", {}), "intake")
+    intake = IntakeSettings(
+        ignore=i.strs("ignore", ("__MACOSX/*", ".DS_Store", "*/.DS_Store", "._*", "*/._*", "Thumbs.db",
+                                 "desktop.ini", ".ipynb_checkpoints/*", "*/.ipynb_checkpoints/*")),
+        max_members=int(i.num("max_members", 500, minimum=1)),
+        max_total_mb=i.num("max_total_mb", 300),
+        max_member_mb=i.num("max_member_mb", 200),
+        netid_pattern=i.str("netid_pattern", r"[a-z]{2,4}[0-9]{1,6}"),
+    )
+    i.no_unknown_keys()
+
+    e = _Table(data.get("execution", {}), "execution")
+    execution = ExecutionSettings(
+        cell_timeout_s=e.num("cell_timeout_s", 600),
+        notebook_timeout_s=e.num("notebook_timeout_s", 1800),
+        probe_timeout_s=e.num("probe_timeout_s", 300),
+        memory_mb=int(e.num("memory_mb", 4096, minimum=512)),
+        pids_max=int(e.num("pids_max", 256, minimum=8)),
+        tmp_mb=int(e.num("tmp_mb", 512, minimum=16)),
+        colab=e.one_of("colab", COLAB_MODES, "neutralize"),
+    )
+    e.no_unknown_keys()
+
+    parts = []
+    for t in _Table(data, "").tables("parts"):
+        env = t.table("env", {})
+        for k, v in env.data.items():
+            if not isinstance(v, str):
+                raise RubricError(f"{t.where}.env.{k}: expected a string, got {v!r}")
+        mounts = []
+        for m in t.tables("mounts"):
+            target = m.str("target", _REQUIRED)
+            if not target.startswith("/"):
+                raise RubricError(f"{m.where}.target: expected an absolute path inside the sandbox, got {target!r}")
+            mounts.append(Mount(m.str("source", _REQUIRED), target))
+            m.no_unknown_keys()
+        part = Part(id=t.str("id", _REQUIRED), file=t.str("file", _REQUIRED),
+                    kind=t.one_of("kind", PART_KINDS, "notebook"), points=t.num("points", _REQUIRED),
+                    extra_credit=t.num("extra_credit", 0), support=t.strs("support"),
+                    env=tuple(sorted(env.data.items())), mounts=tuple(mounts))
+        for s in part.support:
+            if not (reference_dir / s).exists():
+                raise RubricError(f"{t.where}.support: {s!r} not found under {reference_dir}")
+        t.no_unknown_keys()
+        parts.append(part)
+    if not parts:
+        raise RubricError("[[parts]]: the rubric declares no parts; expected at least one")
+    _unique([p.id for p in parts], "parts[].id")
+    _unique([p.file for p in parts], "parts[].file")
+    dataset_names = {n for n, _ in datasets}
+    for part in parts:
+        for m in part.mounts:
+            if m.source not in dataset_names and not (reference_dir / m.source).exists():
+                raise RubricError(f"parts[{part.id}].mounts: source {m.source!r} is neither an "
+                                  f"assignment.datasets name nor a path under {reference_dir}")
+
+    part_ids = {p.id for p in parts}
+    items = []
+    for t in _Table(data, "").tables("items"):
+        kind = t.str("kind", _REQUIRED)
+        if kind not in known_kinds:
+            raise RubricError(f"{t.where}.kind: unknown check kind {kind!r}; expected one of {', '.join(known_kinds)}")
+        part_id = t.str("part", _REQUIRED)
+        if part_id not in part_ids:
+            raise RubricError(f"{t.where}.part: {part_id!r} is not a declared part ({', '.join(sorted(part_ids))})")
+        params = t.table("params", {}).data
+        items.append(Item(id=t.str("id", _REQUIRED), part=part_id, kind=kind,
+                          title=t.str("title", _REQUIRED), points=t.num("points", _REQUIRED),
+                          extra=t.bool("extra", False), target=t.str("target"), params=params))
+        t.no_unknown_keys()
+    _unique([i.id for i in items], "items[].id")
+
+    for part in parts:
+        base = sum(i.points for i in items if i.part == part.id and not i.extra)
+        extra = sum(i.points for i in items if i.part == part.id and i.extra)
+        if items and abs(base - part.points) > 1e-9:
+            raise RubricError(f"items of part {part.id!r}: points sum to {base:g}, expected parts.points = {part.points:g}")
+        if items and abs(extra - part.extra_credit) > 1e-9:
+            raise RubricError(f"extra items of part {part.id!r}: points sum to {extra:g}, "
+                              f"expected parts.extra_credit = {part.extra_credit:g}")
+    _Table(data, "").no_unknown_keys(also=("assignment", "deadline", "penalties", "intake", "execution", "parts", "items"))
+
+    return Rubric(name=name, title=title, path=path, digest=hashlib.sha256(raw).hexdigest(),
+                  reference_dir=reference_dir, reference_package=reference_package,
+                  datasets=tuple(datasets), deadline=deadline, penalties=penalties, intake=intake,
+                  execution=execution, parts=tuple(parts), items=tuple(items))
+
+
+def _unique(values: list[str], where: str) -> None:
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise RubricError(f"{where}: {v!r} is declared twice")
+        seen.add(v)
