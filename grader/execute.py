@@ -1,0 +1,593 @@
+"""Execute one student notebook in the sandbox, cell by cell, and report what happened."""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import dataclasses
+import os
+import queue
+import re
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+from grader import colab
+from grader.sandbox import (KERNEL_NAME, PROBE_MOUNT, Sandbox,
+                            SandboxError, find_tool)
+
+__all__ = ["ExecSettings", "CellResult", "ProbeRequest", "ProbeResult", "NotebookRun",
+           "SandboxError", "execute_notebook", "preflight"]
+
+MAX_IMAGES_PER_CELL = 50
+MAX_IMAGE_CHARS = 4_000_000          # base64 characters of one image
+MAX_TRACEBACK_LINES = 200
+PROBE_OUT_MAX_BYTES = 20 << 20
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class ExecSettings:
+    cell_timeout_s: float = 600
+    notebook_timeout_s: float = 1800
+    memory_mb: int = 4096
+    pids_max: int = 256
+    tmp_mb: int = 512
+    fsize_mb: int = 512
+    cpu_s: int = 3600
+    colab: str = "neutralize"
+    max_output_chars: int = 20000
+    probe_timeout_s: float = 300
+
+
+@dataclass
+class CellResult:
+    index: int
+    status: str
+    seconds: float
+    error_name: str | None = None
+    error_value: str | None = None
+    traceback: str | None = None
+
+
+@dataclass
+class ProbeRequest:
+    code: str
+    in_dir: Path
+    out_dir: Path
+
+
+@dataclass
+class ProbeResult:
+    status: str
+    seconds: float
+    error: str | None
+
+
+@dataclass
+class NotebookRun:
+    status: str
+    message: str
+    first_error_cell: int | None
+    cells: list[CellResult]
+    seconds: float
+    limits: dict[str, str]
+    neutralized: list[dict]
+    probe: ProbeResult | None
+    executed_path: Path | None
+
+    def executable(self) -> bool:
+        return self.status == "completed"
+
+
+# ---------------------------------------------------------------- helpers
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def trim_traceback(lines: list[str] | str | None, max_lines: int = 40,
+                   max_chars: int = 4000) -> str | None:
+    if not lines:
+        return None
+    text = strip_ansi("\n".join(lines) if isinstance(lines, list) else lines)
+    rows = text.splitlines()
+    if len(rows) > max_lines:
+        head = max_lines // 4
+        rows = rows[:head] + [f"... ({len(rows) - max_lines} lines omitted) ..."] + rows[head - max_lines:]
+    text = "\n".join(rows)
+    if len(text) > max_chars:
+        text = "... " + text[-max_chars:]
+    return text
+
+
+def _short(text: str | None, n: int = 300) -> str:
+    text = strip_ansi(text or "").strip().replace("\n", " ")
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _cell_label(nb: nbformat.NotebookNode, index: int) -> str:
+    code_no = sum(1 for c in nb.cells[: index + 1] if c.cell_type == "code")
+    return f"code cell {code_no} (cell {index + 1} of the notebook)"
+
+
+def _source(cell: nbformat.NotebookNode) -> str:
+    return cell.source if isinstance(cell.source, str) else "".join(cell.source)
+
+
+class _BoundedClient(NotebookClient):
+    """NotebookClient that keeps each cell's outputs small while they arrive.
+
+    Stream text beyond half the budget goes to a rolling tail so the end of a long
+    log (usually the interesting part) survives; images beyond a count are dropped.
+    """
+
+    def __init__(self, nb: nbformat.NotebookNode, km: AsyncKernelManager, max_chars: int,
+                 **kw: Any) -> None:
+        super().__init__(nb, km=km, **kw)
+        self._max_chars = max(max_chars, 200)
+        self.begin_cell()
+
+    def begin_cell(self) -> None:
+        self._head_chars = 0
+        self._images = 0
+        self._dropped_images = 0
+        self._dropped_chars = 0
+        self._tail: collections.deque[tuple[str, str]] = collections.deque()
+        self._tail_chars = 0
+
+    def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int) -> Any:
+        msg_type = msg["msg_type"]
+        content = msg.get("content", {})
+        if msg_type == "stream":
+            text = str(content.get("text", ""))
+            room = self._max_chars // 2 - self._head_chars
+            if room <= 0:
+                self._to_tail(content.get("name", "stdout"), text)
+                return None
+            if len(text) > room:
+                self._to_tail(content.get("name", "stdout"), text[room:])
+                text = text[:room]
+            self._head_chars += len(text)
+            msg = {**msg, "content": {**content, "text": text}}
+        elif msg_type in ("display_data", "execute_result"):
+            data = dict(content.get("data", {}))
+            images = [k for k in data if k.startswith("image/")]
+            if images:
+                if (self._images >= MAX_IMAGES_PER_CELL
+                        or any(len(str(data[k])) > MAX_IMAGE_CHARS for k in images)):
+                    self._dropped_images += 1
+                    return None
+                self._images += 1
+            for key, value in data.items():
+                if not key.startswith("image/") and isinstance(value, str) and len(value) > self._max_chars:
+                    data[key] = value[: self._max_chars] + "\n[output truncated]"
+                    self._dropped_chars += len(value) - self._max_chars
+            msg = {**msg, "content": {**content, "data": data}}
+        elif msg_type == "error":
+            tb = list(content.get("traceback", []))
+            if len(tb) > MAX_TRACEBACK_LINES:
+                tb = tb[:20] + ["..."] + tb[-(MAX_TRACEBACK_LINES - 21):]
+            tb = [line[:5000] for line in tb]
+            msg = {**msg, "content": {**content, "traceback": tb,
+                                      "evalue": str(content.get("evalue", ""))[:5000]}}
+        return super().output(outs, msg, display_id, cell_index)
+
+    def _to_tail(self, name: str, text: str) -> None:
+        self._tail.append((name, text))
+        self._tail_chars += len(text)
+        limit = self._max_chars // 2
+        while self._tail_chars > limit and self._tail:
+            first_name, first = self._tail[0]
+            excess = self._tail_chars - limit
+            if len(first) <= excess:
+                self._tail.popleft()
+                self._tail_chars -= len(first)
+                self._dropped_chars += len(first)
+            else:
+                self._tail[0] = (first_name, first[excess:])
+                self._tail_chars -= excess
+                self._dropped_chars += excess
+
+    def finish_cell(self, cell: nbformat.NotebookNode) -> None:
+        if self._dropped_chars or self._dropped_images:
+            note = (f"\n[grader] output truncated: {self._dropped_chars} characters and "
+                    f"{self._dropped_images} images were not kept\n")
+            cell.outputs.append(nbformat.v4.new_output("stream", name="stderr", text=note))
+        for name, text in self._tail:
+            cell.outputs.append(nbformat.v4.new_output("stream", name=name, text=text))
+        self.begin_cell()
+
+
+# ---------------------------------------------------------------- hidden cells
+
+async def _run_hidden(client: NotebookClient, code: str, timeout: float,
+                      max_chars: int = 200_000) -> tuple[str, str, dict]:
+    """Run code in the kernel outside the notebook; (status, stdout, reply content).
+
+    status is "ok", "error", "timeout" or "kernel_died".
+    """
+    kc, km = client.kc, client.km
+    assert kc is not None and km is not None
+    msg_id = kc.execute(code, silent=False, store_history=False, allow_stdin=False,
+                        stop_on_error=False)
+    out: list[str] = []
+    size = 0
+    reply: dict | None = None
+    idle = False
+    deadline = time.monotonic() + timeout
+    reply_at = 0.0
+    while reply is None or not idle:
+        now = time.monotonic()
+        if reply is not None and now - reply_at > 5:
+            break  # the idle status was lost (e.g. an output flood); the reply is what counts
+        if now > deadline:
+            return "timeout", "".join(out), {}
+        got = False
+        try:
+            msg = await kc.get_iopub_msg(timeout=0.05)
+            got = True
+            if msg["parent_header"].get("msg_id") == msg_id:
+                if msg["msg_type"] == "stream" and msg["content"].get("name") == "stdout":
+                    text = msg["content"].get("text", "")
+                    if size < max_chars:
+                        out.append(text[: max_chars - size])
+                        size += len(text)
+                elif msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+                    idle = True
+        except queue.Empty:
+            pass
+        if reply is None:
+            try:
+                msg = await kc.get_shell_msg(timeout=0.05)
+                got = True
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    reply, reply_at = msg["content"], time.monotonic()
+            except queue.Empty:
+                pass
+        if not got and not await km.is_alive():
+            return "kernel_died", "".join(out), {}
+    status = "ok" if reply.get("status") == "ok" else "error"
+    return status, "".join(out), reply
+
+
+# ---------------------------------------------------------------- the run
+
+@dataclass
+class _State:
+    nb: nbformat.NotebookNode
+    cells: list[CellResult]
+    current: int | None = None
+    current_started: float = 0.0
+    outcome: str | None = None          # "timeout" | "kernel_died" | "sandbox_failed" | "notebook_timeout"
+    detail: str = ""
+    canary: str = ""
+    probe: ProbeResult | None = None
+    km: Any = None
+
+
+def _copy_out(src: Path, dst: Path) -> None:
+    """Copy regular files the probe wrote, never following links the kernel may have planted."""
+    budget = PROBE_OUT_MAX_BYTES
+    dst.mkdir(parents=True, exist_ok=True)
+    for root, _dirs, files in os.walk(src, followlinks=False):
+        rel = Path(root).relative_to(src)
+        for name in files:
+            path = Path(root) / name
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue
+            with os.fdopen(fd, "rb") as f:
+                if not os.path.isfile(f"/proc/self/fd/{f.fileno()}"):
+                    continue
+                data = f.read(budget + 1)
+            if len(data) > budget:
+                continue
+            budget -= len(data)
+            (dst / rel).mkdir(parents=True, exist_ok=True)
+            (dst / rel / name).write_bytes(data)
+
+
+def _clear_dir(path: Path) -> None:
+    for entry in list(path.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            try:
+                entry.unlink()
+            except OSError:
+                pass
+
+
+async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: Path,
+                 probe: ProbeRequest | None) -> None:
+    nb = state.nb
+    ksm = KernelSpecManager(kernel_dirs=sbx.kernel_dirs)
+    km = AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm, transport="ipc",
+                            connection_file=sbx.connection_file)
+    km.ip = sbx.ipc_prefix
+    # A kernel spec that silently resolved elsewhere would run unsandboxed.
+    argv = km.kernel_spec.argv
+    if not argv or argv[0] != str(sbx.launcher):
+        raise SandboxError(f"kernel spec resolved to {argv!r}, not the sandbox launcher")
+    cell_timeout = float(settings.cell_timeout_s)
+    client = _BoundedClient(nb, km, settings.max_output_chars, timeout_func=lambda _c: cell_timeout,
+                            allow_errors=True, interrupt_on_timeout=False, startup_timeout=60,
+                            iopub_timeout=5, raise_on_iopub_timeout=False, coalesce_streams=True,
+                            record_timing=False, resources={"metadata": {"path": str(workdir)}})
+    replies: dict[int, dict] = {}
+    client.on_cell_executed = lambda cell, cell_index, execute_reply: replies.__setitem__(
+        cell_index, execute_reply.get("content", {}) if execute_reply else {})
+    state.km = km
+    try:
+        try:
+            setup = client.async_setup_kernel()
+            await setup.__aenter__()
+        except Exception as e:
+            # nbclient registered an atexit cleanup before the failed start; it would assert later.
+            atexit.unregister(client._cleanup_kernel)
+            state.outcome = "sandbox_failed"
+            log = sbx.launch_log()
+            state.detail = f"the sandboxed kernel did not start ({_short(str(e), 200)})" + (
+                f"; launcher said: {_short(log, 400)}" if log else "")
+            return
+        try:
+            proc = getattr(km.provisioner, "process", None)
+            await asyncio.to_thread(sbx.note_started, getattr(proc, "pid", None))
+            port = sbx.open_listener()
+            status, stdout, _ = await _run_hidden(client, sbx.canary_code(port), 30)
+            ok, summary, _report = sbx.check_canary(stdout)
+            if status != "ok" or not ok:
+                state.outcome = "sandbox_failed"
+                state.detail = f"sandbox check failed: {summary if not ok else status}"
+                return
+            state.canary = summary
+            for result in state.cells:
+                cell = nb.cells[result.index]
+                if not _source(cell).strip():
+                    result.status = "ok"
+                    continue
+                state.current, state.current_started = result.index, time.monotonic()
+                client.begin_cell()
+                try:
+                    await client.async_execute_cell(cell, result.index)
+                except CellTimeoutError:
+                    result.status = "timeout"
+                    result.seconds = time.monotonic() - state.current_started
+                    state.outcome = "timeout"
+                    return
+                except DeadKernelError:
+                    result.status = "kernel_died"
+                    result.seconds = time.monotonic() - state.current_started
+                    state.outcome = "kernel_died"
+                    return
+                finally:
+                    client.finish_cell(cell)
+                result.seconds = time.monotonic() - state.current_started
+                reply = replies.get(result.index, {})
+                if reply.get("status") == "error":
+                    result.status = "error"
+                    result.error_name = _short(reply.get("ename"), 200) or "Error"
+                    result.error_value = _short(reply.get("evalue"), 1000)
+                    result.traceback = trim_traceback(reply.get("traceback"))
+                else:
+                    result.status = "ok"
+            state.current = None
+            if probe is not None:
+                await _run_probe(state, client, sbx, settings, probe)
+        finally:
+            await setup.__aexit__(None, None, None)
+    finally:
+        if client.kc is not None:
+            client.kc.stop_channels()
+        await _shutdown(km)
+
+
+async def _run_probe(state: _State, client: NotebookClient, sbx: Sandbox,
+                     settings: ExecSettings, probe: ProbeRequest) -> None:
+    t0 = time.monotonic()
+    # Inputs appear only now, so student cells never saw them; outputs start empty.
+    _clear_dir(sbx.stage_out)
+    if probe.in_dir and Path(probe.in_dir).is_dir():
+        shutil.copytree(probe.in_dir, sbx.stage_in, dirs_exist_ok=True)
+    code = (f"import sys as _gsys\nif {PROBE_MOUNT!r} not in _gsys.path:\n"
+            f"    _gsys.path.insert(0, {PROBE_MOUNT!r})\ndel _gsys\n") + probe.code
+    status, _stdout, reply = await _run_hidden(client, code, float(settings.probe_timeout_s))
+    error = None
+    if status == "error":
+        error = trim_traceback(reply.get("traceback")) or _short(
+            f"{reply.get('ename')}: {reply.get('evalue')}")
+    elif status == "timeout":
+        error = f"the probe ran longer than {settings.probe_timeout_s:g} s"
+    elif status == "kernel_died":
+        error = "the kernel died while the probe ran"
+        status = "error"
+    state.probe = ProbeResult(status=status, seconds=time.monotonic() - t0, error=error)
+    _copy_out(sbx.stage_out, Path(probe.out_dir))
+
+
+async def _shutdown(km: AsyncKernelManager) -> None:
+    try:
+        if km.has_kernel:
+            await asyncio.wait_for(km.shutdown_kernel(now=True), 15)
+    except Exception:
+        pass
+    try:
+        await asyncio.wait_for(km.cleanup_resources(), 5)
+    except Exception:
+        pass
+
+
+async def _main(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: Path,
+                probe: ProbeRequest | None) -> None:
+    task = asyncio.ensure_future(_drive(state, sbx, settings, workdir, probe))
+    done, _ = await asyncio.wait({task}, timeout=settings.notebook_timeout_s)
+    if task in done:
+        task.result()
+        return
+    # nbclient turns a cancelled cell into DeadKernelError, so decide the outcome here.
+    task.cancel()
+    try:
+        await asyncio.wait_for(task, 30)
+    except BaseException:
+        pass
+    state.outcome = "notebook_timeout"
+    if state.km is not None:
+        await _shutdown(state.km)
+
+
+def _run_coroutine(coro: Any) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro)
+        return
+    # Called from inside an event loop: run ours in a private thread.
+    err: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as e:  # re-raised in the caller's thread
+            err.append(e)
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join()
+    if err:
+        raise err[0]
+
+
+def _finish(state: _State, settings: ExecSettings, sbx: Sandbox | None) -> tuple[str, str, int | None]:
+    nb, cells = state.nb, state.cells
+    by_index = {c.index: c for c in cells}
+    if state.outcome == "sandbox_failed":
+        return "sandbox_failed", f"The notebook was not run: {state.detail}.", None
+    if state.outcome == "notebook_timeout":
+        idx = state.current
+        if idx is not None:
+            c = by_index[idx]
+            c.status, c.seconds = "timeout", time.monotonic() - state.current_started
+            where = f"while {_cell_label(nb, idx)} was running"
+        else:
+            where = "after the last cell (while the checks ran)"
+        return ("timeout", f"The notebook exceeded the {settings.notebook_timeout_s:g} s limit for the "
+                f"whole notebook {where}; later cells were not run.", idx)
+    if state.outcome == "timeout":
+        idx = state.current
+        return ("timeout", f"{_cell_label(nb, idx)} ran longer than the {settings.cell_timeout_s:g} s "
+                "limit per cell and was stopped; later cells were not run.", idx)
+    if state.outcome == "kernel_died":
+        idx = state.current
+        oom = sbx is not None and sbx.oom_kills() > 0
+        why = (f"it ran out of memory (limit {settings.memory_mb} MiB)" if oom else
+               "most often this means it ran out of memory, crashed, or exceeded the CPU time limit")
+        return ("kernel_died", f"The Python kernel died while running {_cell_label(nb, idx)}: {why}; "
+                "later cells were not run.", idx)
+    errors = [c for c in cells if c.status == "error"]
+    if errors:
+        first = errors[0]
+        more = f" ({len(errors) - 1} more cells raised errors)" if len(errors) > 1 else ""
+        return ("errors", f"{_cell_label(nb, first.index)} raised {first.error_name}: "
+                f"{_short(first.error_value, 200)}{more}.", first.index)
+    return "completed", f"All {len(cells)} code cells ran without errors.", None
+
+
+def _write_executed(nb: nbformat.NotebookNode, nb_path: Path, workdir: Path) -> Path | None:
+    out_dir = workdir.resolve().parent / "executed"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / Path(nb_path).name
+        if target.suffix != ".ipynb":
+            target = target.with_suffix(".ipynb")
+        nbformat.write(nb, str(target))
+        return target
+    except OSError:
+        return None
+
+
+def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
+                     env: dict[str, str] | None = None,
+                     ro_mounts: list[tuple[Path, str]] | None = None,
+                     probe: ProbeRequest | None = None) -> NotebookRun:
+    t0 = time.monotonic()
+    workdir = Path(workdir)
+    try:
+        nb = nbformat.read(str(nb_path), as_version=4)
+        nbformat.validate(nb)
+    except Exception as e:
+        return NotebookRun("invalid", f"The notebook file could not be read as a Jupyter notebook: "
+                           f"{_short(str(e), 200)}.", None, [], time.monotonic() - t0, {}, [], None, None)
+    neutralized: list[dict] = []
+    if settings.colab == "neutralize":
+        nb, neutralized = colab.neutralize(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    state = _State(nb=nb, cells=[CellResult(i, "not_run", 0.0) for i, c in enumerate(nb.cells)
+                                 if c.cell_type == "code"])
+    limits: dict[str, str] = {}
+    sbx: Sandbox | None = None
+    try:
+        with Sandbox(workdir=workdir.resolve(), memory_mb=settings.memory_mb,
+                     pids_max=settings.pids_max, tmp_mb=settings.tmp_mb,
+                     fsize_mb=settings.fsize_mb, cpu_s=settings.cpu_s, env=dict(env or {}),
+                     ro_mounts=list(ro_mounts or []), with_probe=probe is not None) as sbx:
+            limits = dict(sbx.limits)
+            limits["cell_timeout"] = f"{settings.cell_timeout_s:g} s per cell"
+            limits["notebook_timeout"] = f"{settings.notebook_timeout_s:g} s for the notebook"
+            try:
+                _run_coroutine(_main(state, sbx, settings, workdir, probe))
+            except SandboxError:
+                raise
+            except Exception as e:  # keep a batch going; the run is reported as not executed
+                state.outcome = "sandbox_failed"
+                state.detail = f"internal error while running the kernel: {type(e).__name__}: {_short(str(e), 200)}"
+            status, message, first = _finish(state, settings, sbx)
+            left = sbx.kill_all()
+            if left:
+                limits["leftover_processes"] = ", ".join(map(str, sorted(left)))
+    except SandboxError as e:
+        state.outcome, state.detail = "sandbox_failed", str(e)
+        status, message, first = _finish(state, settings, None)
+    if state.canary:
+        limits["sandbox_check"] = state.canary
+    probe_result = state.probe
+    if probe is not None and probe_result is None:
+        probe_result = ProbeResult("not_run", 0.0, f"the notebook ended with status {status}")
+    executed = _write_executed(nb, nb_path, workdir) if status != "sandbox_failed" else None
+    return NotebookRun(status=status, message=message, first_error_cell=first, cells=state.cells,
+                       seconds=time.monotonic() - t0, limits=limits, neutralized=neutralized,
+                       probe=probe_result, executed_path=executed)
+
+
+def preflight(settings: ExecSettings | None = None) -> dict:
+    """Run a trivial notebook in the sandbox; raise SandboxError unless it is isolated and works."""
+    settings = settings or ExecSettings()
+    for tool in ("bwrap", "prlimit"):
+        if find_tool(tool) is None:
+            raise SandboxError(f"{tool} is not installed; the sandbox cannot run "
+                               "(apt-get install -y bubblewrap util-linux)")
+    quick = dataclasses.replace(settings, cell_timeout_s=60, notebook_timeout_s=120)
+    with tempfile.TemporaryDirectory(prefix="grader-preflight-") as tmp:
+        work = Path(tmp) / "work"
+        work.mkdir()
+        nb_path = Path(tmp) / "preflight.ipynb"
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("import os\nprint(os.getuid(), 6 * 7)")]
+        nbformat.write(nb, str(nb_path))
+        run = execute_notebook(nb_path, work, quick)
+    if run.status != "completed":
+        raise SandboxError(f"sandbox preflight failed ({run.status}): {run.message}")
+    return {"status": run.status, "seconds": round(run.seconds, 2), "limits": run.limits}
