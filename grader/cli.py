@@ -1,0 +1,158 @@
+"""Command line: ``grader grade`` (a folder or one zip), ``grader report`` (rebuild outputs from records)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from grader import record as records_io
+from grader.batch import find_submissions, grade_batch, write_outputs
+from grader.checks import KINDS, JudgeContext
+from grader.checks.base import ItemResult
+from grader.record import to_jsonable
+from grader.rubric import RubricError, load_rubric
+from grader.runner import GradeSettings
+from grader.score import Penalty, score
+from grader.tables import TableError, load_extensions, load_staff_scores, load_times
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_RUBRIC = REPO / "rubrics" / "hw2.toml"
+DEFAULT_SUBMISSIONS = REPO / "sample_submissions"
+
+
+def _optional_table(explicit: Path | None, folder: Path, name: str) -> Path | None:
+    if explicit is not None:
+        return explicit
+    candidate = folder / name
+    return candidate if candidate.is_file() else None
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    rubric = load_rubric(args.rubric)
+    target: Path = args.submissions
+    if not target.exists():
+        print(f"grader: {target} does not exist; give a folder of zips or one zip", file=sys.stderr)
+        return 2
+    folder = target if target.is_dir() else target.parent
+    zips = find_submissions(target) if target.is_dir() else [target]
+    if not zips:
+        print(f"grader: no submissions found in {target}", file=sys.stderr)
+        return 2
+    times_path = _optional_table(args.times, folder, "submission_times.csv")
+    ext_path = _optional_table(args.extensions, folder, "extensions.csv")
+    staff_path = _optional_table(args.staff_scores, folder, "staff_scores.csv")
+    staff_ids = {i.id for i in rubric.items if i.kind == "staff"}
+    settings = GradeSettings(
+        work_dir=args.out / "work", cache_dir=args.out / "cache",
+        times=load_times(times_path) if times_path else {},
+        extensions=load_extensions(ext_path) if ext_path else {},
+        staff_scores=load_staff_scores(staff_path, staff_ids) if staff_path else {},
+        cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout, keep_work=args.keep_work)
+    if times_path is None:
+        print("grader: warning: no submission_times.csv; zip modification times will be used", file=sys.stderr)
+
+    from grader.execute import SandboxError, preflight
+    try:
+        preflight(_exec_for_preflight(rubric))
+    except SandboxError as e:
+        print(f"grader: refusing to grade: the sandbox is not working: {e}", file=sys.stderr)
+        return 2
+
+    started = time.monotonic()
+    recs = grade_batch(zips, rubric, settings, args.out, resume=not args.no_resume)
+    counts: dict[str, int] = {}
+    for r in recs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    print(f"graded {len(recs)} submission(s) in {time.monotonic() - started:.1f} s: "
+          + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    print(f"grades:   {args.out / 'grades.csv'}")
+    print(f"feedback: {args.out / 'feedback'}/")
+    return 0
+
+
+def _exec_for_preflight(rubric):
+    from grader.runner import exec_settings
+    return exec_settings(rubric, GradeSettings(work_dir=Path("."), cache_dir=Path(".")))
+
+
+def rescore(rubric, rec, staff: dict[str, float]):
+    """Merge new staff scores into a record: re-judge staff items only, then score again."""
+    if rec.status != "graded":
+        return rec
+    ctx = JudgeContext(rec.net_id, None, False, None, staff, None)
+    items = []
+    by_id = {i.id: i for i in rubric.items}
+    for it in rec.items:
+        item = by_id.get(it["id"])
+        if item is not None and item.kind == "staff" and it["status"] != "not_run":
+            items.append(KINDS["staff"].judge(item, ctx))
+        else:
+            items.append(ItemResult(**{k: v for k, v in it.items() if k != "subchecks"}, subchecks=[]))
+            items[-1].subchecks = it.get("subchecks", [])
+    penalties = [Penalty(**p) for p in rec.penalties]
+    rec.items = to_jsonable(items)
+    rec.score = to_jsonable(score(rubric, items, penalties, rejected=False))
+    return rec
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    rubric = load_rubric(args.rubric)
+    paths = sorted((args.out / "records").glob("*.json"))
+    if not paths:
+        print(f"grader: no records in {args.out / 'records'}; run 'grader grade' first", file=sys.stderr)
+        return 2
+    staff = load_staff_scores(args.staff_scores, {i.id for i in rubric.items if i.kind == "staff"}) \
+        if args.staff_scores else {}
+    recs = []
+    for p in paths:
+        rec = records_io.load(p)
+        if rec.rubric.get("digest") != rubric.digest:
+            print(f"grader: {p.name} was graded with another rubric; grade again", file=sys.stderr)
+            return 2
+        if staff:
+            rec = rescore(rubric, rec, staff.get(rec.net_id, {}))
+            records_io.save(rec, p)
+        recs.append(rec)
+    write_outputs(rubric, recs, args.out)
+    print(f"rebuilt {args.out / 'grades.csv'} and {len(recs)} feedback report(s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="grader", description="Sandboxed auto-grader for notebook homework.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("grade", help="grade a folder of net_id.zip files (default: the bundled samples)")
+    g.add_argument("submissions", nargs="?", type=Path, default=DEFAULT_SUBMISSIONS,
+                   help="folder of zips, or one zip (default: %(default)s)")
+    g.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC, help="rubric TOML (default: %(default)s)")
+    g.add_argument("--out", type=Path, default=Path("grading-output"), help="output folder (default: %(default)s)")
+    g.add_argument("--times", type=Path, help="CSV net_id,submitted_at (default: submission_times.csv beside the zips)")
+    g.add_argument("--extensions", type=Path, help="CSV net_id,extension_hours (default: extensions.csv beside the zips)")
+    g.add_argument("--staff-scores", type=Path, help="CSV net_id,<staff item ids>... (default: staff_scores.csv beside the zips)")
+    g.add_argument("--cell-timeout", type=float, help="override the rubric's per-cell timeout (seconds)")
+    g.add_argument("--notebook-timeout", type=float, help="override the rubric's per-notebook wall-clock limit (seconds)")
+    g.add_argument("--no-resume", action="store_true", help="grade every zip again even when an up-to-date record exists")
+    g.add_argument("--keep-work", action="store_true", help="keep the per-submission work folders (for debugging)")
+    g.set_defaults(func=cmd_grade)
+
+    r = sub.add_parser("report", help="rebuild grades.csv and feedback from records, merging staff scores")
+    r.add_argument("--out", type=Path, default=Path("grading-output"))
+    r.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
+    r.add_argument("--staff-scores", type=Path, help="CSV net_id,<staff item ids>...")
+    r.set_defaults(func=cmd_report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (RubricError, TableError) as e:
+        print(f"grader: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Outputs derived from records only: grades.csv, points_possible.csv, a feedback report per student."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from grader.record import Record, write_atomic
+from grader.rubric import Rubric
+
+STATUS_WORDS = {"passed": "passed", "partial": "partly right", "failed": "failed",
+                "pending": "pending staff grading", "not_run": "not checked"}
+MAX_TRACEBACK_LINES = 12
+MAX_TRACEBACK_CHARS = 1500
+
+
+def columns(rubric: Rubric) -> list[str]:
+    cols = ["net_id", "status"]
+    for p in rubric.parts:
+        cols.append(f"part:{p.id}")
+        if p.extra_credit:
+            cols.append(f"part:{p.id}:extra")
+    cols += [f"item:{i.id}" for i in rubric.items]
+    cols += ["raw_total", "penalty:naming_pct", "penalty:late_pct", "penalty:not_executable_pct",
+             "penalty_total_pct", "final_score", "staff_pending", "reason", "zip_name"]
+    return cols
+
+
+def csv_row(rubric: Rubric, r: Record) -> dict:
+    row: dict = {"net_id": r.net_id, "status": r.status, "zip_name": r.zip_name, "reason": r.reason}
+    parts = r.score.get("parts", {})
+    for p in rubric.parts:
+        got = parts.get(p.id, {})
+        row[f"part:{p.id}"] = got.get("points", 0.0)
+        if p.extra_credit:
+            row[f"part:{p.id}:extra"] = got.get("extra", 0.0)
+    by_id = {i["id"]: i for i in r.items}
+    for item in rubric.items:
+        row[f"item:{item.id}"] = by_id.get(item.id, {}).get("points", 0.0)
+    pct = {p["kind"]: p["pct"] for p in r.penalties}
+    for kind in ("naming", "late", "not_executable"):
+        row[f"penalty:{kind}_pct"] = pct.get(kind, 0.0)
+    row["raw_total"] = r.score.get("raw", 0.0)
+    row["penalty_total_pct"] = r.score.get("penalty_pct", 0.0)
+    row["final_score"] = r.score.get("final", 0.0)
+    row["staff_pending"] = r.score.get("pending_items", 0)
+    return row
+
+
+def write_csv(rubric: Rubric, records: list[Record], out: Path) -> Path:
+    cols = columns(rubric)
+    frame = pd.DataFrame([csv_row(rubric, r) for r in sorted(records, key=lambda r: (r.net_id, r.zip_name))],
+                         columns=cols)
+    write_atomic(out / "grades.csv", frame.to_csv(index=False))
+    possible: dict = {"net_id": "(points possible)"}
+    for p in rubric.parts:
+        possible[f"part:{p.id}"] = p.points
+        if p.extra_credit:
+            possible[f"part:{p.id}:extra"] = p.extra_credit
+    for i in rubric.items:
+        possible[f"item:{i.id}"] = i.points
+    possible["raw_total"] = rubric.total_points + rubric.total_extra
+    possible["final_score"] = rubric.total_points
+    write_atomic(out / "points_possible.csv",
+                 pd.DataFrame([possible], columns=[c for c in cols if c in possible]).to_csv(index=False))
+    return out / "grades.csv"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _trim_traceback(text: str | None) -> str:
+    if not text:
+        return ""
+    lines = text.strip().splitlines()
+    if len(lines) > MAX_TRACEBACK_LINES:
+        lines = lines[:4] + ["..."] + lines[-(MAX_TRACEBACK_LINES - 5):]
+    out = "\n".join(lines)
+    return out if len(out) <= MAX_TRACEBACK_CHARS else out[:MAX_TRACEBACK_CHARS] + "\n... (cut)"
+
+
+def feedback_markdown(rubric: Rubric, r: Record) -> str:
+    s = r.score
+    lines = [f"# {rubric.title}: feedback for {r.net_id}", ""]
+    if r.status == "rejected":
+        lines += ["**Your submission could not be graded.**", "", r.reason, "",
+                  f"Score: **0 / {_fmt(rubric.total_points)}**.", ""]
+    elif r.status == "late_rejected":
+        lines += ["**Your submission was not accepted.**", "", r.reason, "",
+                  f"Score: **0 / {_fmt(rubric.total_points)}**.", ""]
+    elif r.status == "error":
+        lines += ["**The grader could not finish grading your submission.** Course staff have been told "
+                  "and will grade it by hand; you do not need to do anything.", ""]
+    else:
+        extra = ", extra credit included" if rubric.total_extra else ""
+        lines += [f"Score: **{_fmt(s.get('final', 0))} / {_fmt(rubric.total_points)}**"
+                  f" (before penalties: {_fmt(s.get('raw', 0))}{extra})."]
+        if s.get("pending_items"):
+            lines.append(f"{s['pending_items']} item(s) are graded by course staff and not yet included.")
+        lines.append("")
+
+    if r.deadline:
+        lines += [f"Submission time: {r.deadline['message']}.", ""]
+
+    intake = r.intake or {}
+    notes = intake.get("naming_issues", []) + [f"extra file in the zip: `{f}`" for f in intake.get("extra_files", [])]
+    notes += [f"`{m}` is missing from the zip" for m in intake.get("missing", [])]
+    notes += [f"`{k}`: {v}" for k, v in intake.get("problems", {}).items()]
+    if notes and (r.status != "rejected" or intake.get("files")):
+        lines += ["## Files", ""] + [f"- {n}" for n in notes] + [""]
+
+    if r.penalties:
+        lines += ["## Penalties", ""]
+        for p in r.penalties:
+            lines.append(f"- **{p['kind'].replace('_', ' ')}: {_fmt(p['pct'])}%**: {p['reason']}")
+        lines += [f"- Penalties are percentages of your score, added up and capped at 100%: "
+                  f"{_fmt(s.get('penalty_pct', 0))}% in all.", ""]
+
+    if r.status != "graded":
+        return "\n".join(lines)
+    parts = s.get("parts", {})
+    by_part: dict[str, list[dict]] = {}
+    for it in r.items:
+        by_part.setdefault(it["part"], []).append(it)
+    for p in rubric.parts:
+        got = parts.get(p.id, {})
+        extra = f" + {_fmt(got.get('extra', 0))} / {_fmt(p.extra_credit)} extra credit" if p.extra_credit else ""
+        lines += [f"## {p.file}: {_fmt(got.get('points', 0))} / {_fmt(p.points)}{extra}", ""]
+        run = r.notebooks.get(p.id)
+        if run:
+            lines += _run_section(run)
+        for it in by_part.get(p.id, []):
+            mark = {"passed": "✔", "partial": "◐", "pending": "…"}.get(it["status"], "✘")
+            lines.append(f"- {mark} **{it['title']}** ({_fmt(it['points'])} / {_fmt(it['possible'])}"
+                         f"{', extra credit' if it['extra'] else ''}): {STATUS_WORDS.get(it['status'], it['status'])}"
+                         + (f": {it['message']}" if it["message"] and it["status"] not in ("passed", "pending") else ""))
+            for sub in it.get("subchecks", []):
+                if sub["points"] < sub["possible"] - 1e-9 and sub["message"]:
+                    lines.append(f"    - {sub['name']} ({_fmt(sub['points'])} / {_fmt(sub['possible'])}): {sub['message']}")
+            if it.get("review"):
+                lines.append("    - flagged for a staff review")
+        lines.append("")
+    if r.warnings and r.status != "error":
+        lines += ["## Notes from the grader", ""] + [f"- {w}" for w in r.warnings if not w.startswith("Traceback")] + [""]
+    return "\n".join(lines)
+
+
+def _run_section(run: dict) -> list[str]:
+    out = []
+    status = run["status"]
+    if status == "completed":
+        out.append(f"Your notebook ran from top to bottom in the grader ({_fmt(round(run['seconds'], 1))} s).")
+    else:
+        out.append(f"**Your notebook did not run cleanly from top to bottom**: {run['message']}")
+    for n in run.get("neutralized", []):
+        out.append(f"- Colab-only line neutralized in cell {n['cell']}: `{n['line'].strip()}` ({n['why']})")
+    for c in run.get("cells", []):
+        if c["status"] in ("error", "timeout", "kernel_died"):
+            head = f"- cell {c['index'] + 1} of the notebook: {c['status']}"
+            if c.get("error_name"):
+                head += f": {c['error_name']}: {c.get('error_value') or ''}".rstrip()
+            out.append(head)
+            tb = _trim_traceback(c.get("traceback"))
+            if tb:
+                out += ["", "```", tb, "```", ""]
+    out.append("")
+    return out
+
+
+def report_name(r: Record, taken: set[str]) -> str:
+    """``<net_id>.md``; a second zip for the same net_id gets its zip name added, never overwrites."""
+    name = r.net_id
+    if name in taken:
+        name = f"{r.net_id}__{Path(r.zip_name).stem}"
+    taken.add(name)
+    return f"{name}.md"
+
+
+def write_reports(rubric: Rubric, records: list[Record], out: Path) -> None:
+    taken: set[str] = set()
+    for r in sorted(records, key=lambda r: (r.net_id, r.zip_name)):
+        write_atomic(out / "feedback" / report_name(r, taken), feedback_markdown(rubric, r))

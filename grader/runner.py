@@ -1,0 +1,273 @@
+"""One runner everywhere: grade one submission, (zip, rubric, settings) -> Record.
+
+Stages: intake -> deadline -> execute (+ probe) -> check -> score. The batch
+command, the tests and a student's self-check all call ``grade_submission``;
+it keeps no state between calls except the dataset cache named in settings.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import re
+import secrets
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from grader import deadline as deadline_stage
+from grader.checks import KINDS, ItemResult, JudgeContext
+from grader.checks.base import not_run
+from grader.execute import ExecSettings, NotebookRun, ProbeRequest, execute_notebook
+from grader.intake import IntakePolicy, IntakeResult, intake
+from grader.record import Record, to_jsonable
+from grader.rubric import Part, Rubric
+from grader.score import Penalty, score
+
+PROBE_CODE = ("import sys as _s; _s.path.insert(0, '/grader/probe'); import hw_probe as _hp; "
+              "_hp.run_plan('/grader/in/plan.json', '/grader/out')")
+
+
+@dataclass
+class GradeSettings:
+    work_dir: Path                                   # scratch space; one folder per submission
+    cache_dir: Path                                  # prepared datasets, shared within a run
+    times: dict[str, datetime] = field(default_factory=dict)
+    extensions: dict[str, timedelta] = field(default_factory=dict)
+    staff_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    seed: int = field(default_factory=lambda: secrets.randbits(63))   # secret per run
+    cell_timeout_s: float | None = None              # overrides of the rubric's limits
+    notebook_timeout_s: float | None = None
+    keep_work: bool = False
+
+
+def exec_settings(rubric: Rubric, settings: GradeSettings) -> ExecSettings:
+    e = rubric.execution
+    return ExecSettings(
+        cell_timeout_s=settings.cell_timeout_s or e.cell_timeout_s,
+        notebook_timeout_s=settings.notebook_timeout_s or e.notebook_timeout_s,
+        memory_mb=e.memory_mb, pids_max=e.pids_max, tmp_mb=e.tmp_mb, colab=e.colab,
+        probe_timeout_s=e.probe_timeout_s)
+
+
+def intake_policy(rubric: Rubric) -> IntakePolicy:
+    i = rubric.intake
+    return IntakePolicy(required=rubric.required_files, ignore=i.ignore, max_members=i.max_members,
+                        max_total_bytes=int(i.max_total_mb * 2**20),
+                        max_member_bytes=int(i.max_member_mb * 2**20), netid_pattern=i.netid_pattern)
+
+
+def prepare_datasets(rubric: Rubric, cache_dir: Path) -> dict[str, Path]:
+    """Build the grader-held datasets once (deterministic generators in the reference package)."""
+    out = {}
+    for name, spec in rubric.datasets:
+        module_name, func_name = spec.split(":")
+        ref = str(rubric.reference_dir)
+        if ref not in sys.path:
+            sys.path.insert(0, ref)
+        func = getattr(importlib.import_module(module_name), func_name)
+        folder = cache_dir / rubric.name / name
+        done = folder / ".complete"
+        if done.exists():
+            out[name] = Path(done.read_text().strip())
+            continue
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        result = Path(func(folder))
+        done.write_text(str(result))
+        out[name] = result
+    return out
+
+
+def safe_key(name: str) -> str:
+    key = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "submission"
+    return key[:100]
+
+
+def sha256(path: Path) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def inputs_digest(rubric: Rubric, settings: GradeSettings, net_id: str) -> str:
+    """What a record depends on besides the zip: a changed time, extension, staff score or
+    limit makes an earlier record stale."""
+    parts = [rubric.digest, net_id, str(settings.times.get(net_id)), str(settings.extensions.get(net_id)),
+             json.dumps(settings.staff_scores.get(net_id, {}), sort_keys=True),
+             str(settings.cell_timeout_s), str(settings.notebook_timeout_s)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def grade_submission(zip_path: Path, rubric: Rubric, settings: GradeSettings) -> Record:
+    """Grade one submission; never raises for anything a submission can contain."""
+    zip_path = Path(zip_path)
+    started = time.monotonic()
+    record = Record(net_id=safe_key(zip_path.stem).lower(), zip_name=zip_path.name,
+                    zip_sha256=sha256(zip_path), status="error", reason="",
+                    rubric={"name": rubric.name, "digest": rubric.digest},
+                    graded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    work = settings.work_dir / safe_key(zip_path.name)
+    try:
+        _grade(zip_path, rubric, settings, record, work)
+    except Exception as e:  # a grader bug must not stop the batch or lose the student
+        record.status = "error"
+        record.reason = "the grader failed on this submission; course staff will look at it"
+        record.warnings.append(f"internal error: {type(e).__name__}: {e}")
+        record.warnings.append(traceback.format_exc(limit=8)[-4000:])
+        record.score = to_jsonable(score(rubric, [], [], rejected=True))
+    finally:
+        if not settings.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+    record.timing["total_s"] = round(time.monotonic() - started, 3)
+    record.inputs_digest = inputs_digest(rubric, settings, record.net_id)
+    return record
+
+
+def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Record, work: Path) -> None:
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+
+    # intake
+    t0 = time.monotonic()
+    got: IntakeResult = intake(zip_path, work / "submission", intake_policy(rubric))
+    record.net_id = got.net_id
+    record.intake = to_jsonable(got)
+    record.timing["intake_s"] = round(time.monotonic() - t0, 3)
+    if got.status != "ok":
+        record.status, record.reason = "rejected", got.reason
+        items = [not_run(i, f"not graded: {got.reason}") for i in rubric.items]
+        _finish(rubric, record, items, [], rejected=True)
+        return
+
+    # deadline
+    submitted = settings.times.get(got.net_id)
+    source = "times_csv"
+    if submitted is None:
+        submitted, source = deadline_stage.zip_mtime(zip_path), "zip_mtime"
+    verdict = deadline_stage.judge(submitted, rubric.deadline, settings.extensions.get(got.net_id, timedelta(0)),
+                                   source=source)
+    if source == "zip_mtime":
+        record.warnings.append("no submission time for this net_id in the times CSV; the zip file's "
+                               "modification time was used instead")
+    record.deadline = to_jsonable(verdict)
+    if verdict.status == "rejected":
+        record.status, record.reason = "late_rejected", verdict.message
+        items = [not_run(i, "not graded: the submission came in after the late window") for i in rubric.items]
+        _finish(rubric, record, items, [], rejected=True)
+        return
+
+    # execute + probe, then check, part by part
+    datasets = prepare_datasets(rubric, settings.cache_dir) if any(p.mounts for p in rubric.parts) else {}
+    items: list[ItemResult] = []
+    not_executable: list[str] = []
+    staff = settings.staff_scores.get(got.net_id, {})
+    for part in rubric.parts:
+        path = got.files.get(part.file)
+        problem = got.problems.get(part.file)
+        part_items = rubric.items_of(part.id)
+        if path is None or (problem and part.kind == "notebook"):
+            why = (f"{part.file} could not be read: {problem}" if problem
+                   else f"{part.file} is missing from the zip")
+            if problem and part.kind == "notebook":
+                not_executable.append(f"{part.file}: {problem}")
+            ctx = JudgeContext(got.net_id, None, False, why, staff, None)
+            items += [KINDS[i.kind].judge(i, ctx) if i.kind == "staff" and i.id in staff else not_run(i, why)
+                      for i in part_items]
+            continue
+        if part.kind == "pdf":
+            if problem:
+                record.warnings.append(f"{part.file}: {problem}")
+            ctx = JudgeContext(got.net_id, None, False, problem, staff, path)
+            for i in part_items:
+                if problem and i.id not in staff:
+                    items.append(not_run(i, f"{part.file} is not a readable PDF ({problem}), so staff cannot grade it"))
+                else:
+                    items.append(KINDS[i.kind].judge(i, ctx))
+            continue
+        run, ctx = _run_notebook(part, path, rubric, settings, work, datasets, staff, got.net_id)
+        record.notebooks[part.id] = to_jsonable(run)
+        record.timing[f"{part.id}_s"] = round(run.seconds, 3)
+        if not run.executable():
+            not_executable.append(f"{part.file}: {run.message}")
+        items += [KINDS[i.kind].judge(i, ctx) for i in part_items]
+
+    penalties = []
+    if got.naming_penalty:
+        causes = got.naming_issues + [f"extra file in the zip: {f}" for f in got.extra_files]
+        penalties.append(Penalty("naming", rubric.penalties.naming_pct, "; ".join(causes)))
+    if verdict.status == "late":
+        penalties.append(Penalty("late", verdict.penalty_pct, verdict.message))
+    if not_executable:
+        penalties.append(Penalty("not_executable", rubric.penalties.not_executable_pct,
+                                 "a notebook could not be executed from top to bottom: " + "; ".join(not_executable)))
+    record.status = "graded"
+    record.reason = _short_reason(items, penalties)
+    _finish(rubric, record, items, penalties, rejected=False)
+
+
+def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSettings, work: Path,
+                  datasets: dict[str, Path], staff: dict[str, float], net_id: str) -> tuple[NotebookRun, JudgeContext]:
+    run_dir = work / "run" / part.id
+    run_dir.mkdir(parents=True)
+    for s in part.support:
+        src = rubric.reference_dir / s
+        dst = run_dir / Path(s).name
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    nb_path = run_dir / part.file
+    shutil.copy2(path, nb_path)
+    mounts = [(datasets[m.source] if m.source in datasets else rubric.reference_dir / m.source, m.target)
+              for m in part.mounts]
+
+    part_items = rubric.items_of(part.id)
+    actions = [a for i in part_items for a in KINDS[i.kind].probe_actions(i)]
+    probe = None
+    probe_out = work / "probe_out" / part.id
+    if actions:
+        probe_in = work / "probe_in" / part.id
+        probe_in.mkdir(parents=True)
+        probe_out.mkdir(parents=True)
+        (probe_in / "plan.json").write_text(json.dumps({"seed": settings.seed % 2**31, "actions": actions}))
+        probe = ProbeRequest(code=PROBE_CODE, in_dir=probe_in, out_dir=probe_out)
+    run = execute_notebook(nb_path, run_dir, exec_settings(rubric, settings), env=dict(part.env),
+                           ro_mounts=mounts, probe=probe)
+    probe_ok = run.probe is not None and run.probe.status == "ok"
+    if run.probe is None or run.probe.status == "not_run":
+        why = f"the notebook did not get far enough to be checked: {run.message}"
+    elif not probe_ok:
+        why = f"the grader's check could not run after the notebook ({run.probe.status}: {run.probe.error or ''})"
+    else:
+        why = None
+    ctx = JudgeContext(net_id, probe_out if probe else None, probe_ok, why, staff, path)
+    return run, ctx
+
+
+def _short_reason(items: list[ItemResult], penalties: list[Penalty]) -> str:
+    bits = [f"{p.kind.replace('_', ' ')} penalty {p.pct:g}%" for p in penalties]
+    lost = [i for i in items if i.status in ("failed", "partial", "not_run")]
+    if lost:
+        bits.append(f"{len(lost)} item(s) lost points")
+    pending = sum(1 for i in items if i.status == "pending")
+    if pending:
+        bits.append(f"{pending} item(s) await staff grading")
+    return "; ".join(bits) or "all automatic items passed"
+
+
+def _finish(rubric: Rubric, record: Record, items: list[ItemResult], penalties: list[Penalty], rejected: bool) -> None:
+    record.items = to_jsonable(items)
+    record.penalties = to_jsonable(penalties)
+    record.score = to_jsonable(score(rubric, items, penalties, rejected))
