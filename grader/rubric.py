@@ -76,6 +76,20 @@ class Part:
 
 
 @dataclass(frozen=True)
+class Subcheck:
+    name: str
+    points: float
+    what: str = ""                # student-facing description
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    variant: str                  # "package.module:name" of a deliberately wrong reference
+    message: str                  # what the student is told when their result matches it
+    subchecks: tuple[str, ...] = ()   # where it applies; empty: every sub-check
+
+
+@dataclass(frozen=True)
 class Item:
     id: str
     part: str
@@ -85,6 +99,10 @@ class Item:
     extra: bool = False
     target: str | None = None
     params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    reference: str | None = None          # "package.module:name" in the reference package
+    subchecks: tuple[Subcheck, ...] = ()  # partial credit; points sum to the item's points
+    fingerprints: tuple[Fingerprint, ...] = ()
+    where: str = field(default="", compare=False)   # "items[i]", for error messages
 
 
 @dataclass(frozen=True)
@@ -317,11 +335,20 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
         if part_id not in part_ids:
             raise RubricError(f"{t.where}.part: {part_id!r} is not a declared part ({', '.join(sorted(part_ids))})")
         params = t.table("params", {}).data
+        points = t.num("points", _REQUIRED)
+        reference = t.str("reference")
+        if reference is not None and reference != "" and not _is_ref(reference):
+            raise RubricError(f"{t.where}.reference: expected \"package.module:name\", got {reference!r}")
+        subchecks = _subchecks(t, points)
+        fingerprints = _fingerprints(t, subchecks)
         items.append(Item(id=t.str("id", _REQUIRED), part=part_id, kind=kind,
-                          title=t.str("title", _REQUIRED), points=t.num("points", _REQUIRED),
-                          extra=t.bool("extra", False), target=t.str("target"), params=params))
+                          title=t.str("title", _REQUIRED), points=points,
+                          extra=t.bool("extra", False), target=t.str("target"), params=params,
+                          reference=reference or None, subchecks=subchecks, fingerprints=fingerprints,
+                          where=t.where))
         t.no_unknown_keys()
     _unique([i.id for i in items], "items[].id")
+    _validate_kinds(items)
 
     for part in parts:
         base = sum(i.points for i in items if i.part == part.id and not i.extra)
@@ -337,6 +364,53 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
                   reference_dir=reference_dir, reference_package=reference_package,
                   datasets=tuple(datasets), deadline=deadline, penalties=penalties, intake=intake,
                   execution=execution, parts=tuple(parts), items=tuple(items))
+
+
+def _is_ref(value: str) -> bool:
+    module, _, name = value.partition(":")
+    return bool(name) and all(p.isidentifier() for p in module.split(".")) and \
+        all(p.isidentifier() for p in name.split("."))
+
+
+def _subchecks(t: _Table, points: float) -> tuple[Subcheck, ...]:
+    subs = []
+    for s in t.tables("subchecks"):
+        name = s.str("name", _REQUIRED)
+        if not name or any(c.isspace() for c in name):
+            raise RubricError(f"{s.where}.name: expected a name without spaces, got {name!r}")
+        subs.append(Subcheck(name, s.num("points", _REQUIRED), s.str("what", "")))
+        s.no_unknown_keys()
+    _unique([s.name for s in subs], f"{t.where}.subchecks[].name")
+    if subs and abs(sum(s.points for s in subs) - points) > 1e-9:
+        raise RubricError(f"{t.where}.subchecks: points sum to {sum(s.points for s in subs):g}, "
+                          f"expected the item's points = {points:g}")
+    return tuple(subs)
+
+
+def _fingerprints(t: _Table, subs: tuple[Subcheck, ...]) -> tuple[Fingerprint, ...]:
+    out = []
+    names = {s.name for s in subs}
+    for f in t.tables("fingerprints"):
+        key = "variant" if "variant" in f.data or "name" not in f.data else "name"
+        variant = f.str(key, _REQUIRED)
+        if not _is_ref(variant):
+            raise RubricError(f"{f.where}.{key}: expected \"package.module:name\", got {variant!r}")
+        only = f.strs("subchecks")
+        for n in only:
+            if n not in names:
+                raise RubricError(f"{f.where}.subchecks: {n!r} is not a sub-check of this item")
+        out.append(Fingerprint(variant, f.str("message", _REQUIRED), only))
+        f.no_unknown_keys()
+    return tuple(out)
+
+
+def _validate_kinds(items: list[Item]) -> None:
+    """Each check kind checks its own params, so a bad item fails when the rubric loads."""
+    from grader.checks import KINDS
+    for item in items:
+        validate = getattr(KINDS.get(item.kind), "validate", None)
+        if validate is not None:
+            validate(item)
 
 
 def _unique(values: list[str], where: str) -> None:

@@ -21,15 +21,20 @@ from pathlib import Path
 
 from grader import deadline as deadline_stage
 from grader.checks import KINDS, ItemResult, JudgeContext
-from grader.checks.base import not_run
+from grader.checks.base import PlanContext, not_run
 from grader.execute import ExecSettings, NotebookRun, ProbeRequest, execute_notebook
 from grader.intake import IntakePolicy, IntakeResult, intake
 from grader.record import Record, to_jsonable
 from grader.rubric import Part, Rubric
 from grader.score import Penalty, score
 
-PROBE_CODE = ("import sys as _s; _s.path.insert(0, '/grader/probe'); import hw_probe as _hp; "
-              "_hp.run_plan('/grader/in/plan.json', '/grader/out')")
+# Loaded from its file, not imported by name, so a module the notebook planted in
+# sys.modules under that name is not what runs.
+PROBE_CODE = ("import importlib.util as _gu\n"
+              "_gs = _gu.spec_from_file_location('_grader_probe', '/grader/probe/hw_probe.py')\n"
+              "_gp = _gu.module_from_spec(_gs)\n_gs.loader.exec_module(_gp)\n"
+              "try:\n    _gp.run_plan('/grader/in/plan.json', '/grader/out')\n"
+              "finally:\n    del _gu, _gs, _gp\n")
 
 
 @dataclass
@@ -201,7 +206,11 @@ def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Reco
         record.timing[f"{part.id}_s"] = round(run.seconds, 3)
         if not run.executable():
             not_executable.append(f"{part.file}: {run.message}")
+        t0 = time.monotonic()
         items += [KINDS[i.kind].judge(i, ctx) for i in part_items]
+        if run.probe is not None:
+            record.timing[f"{part.id}_probe_s"] = round(run.probe.seconds, 3)
+        record.timing[f"{part.id}_checks_s"] = round(time.monotonic() - t0 + ctx.plan_s, 3)
 
     penalties = []
     if got.naming_penalty:
@@ -234,12 +243,17 @@ def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSetting
               for m in part.mounts]
 
     part_items = rubric.items_of(part.id)
-    actions = [a for i in part_items for a in KINDS[i.kind].probe_actions(i)]
+    # Inputs are generated here, from the secret seed, on the trusted side; what judging
+    # needs (reference results, labels) stays in memory and never enters the sandbox.
+    probe_in = work / "probe_in" / part.id
+    probe_in.mkdir(parents=True)
+    plan = PlanContext(seed=settings.seed, in_dir=probe_in, reference_dir=rubric.reference_dir)
+    t0 = time.monotonic()
+    actions = [a for i in part_items for a in KINDS[i.kind].probe_actions(i, plan)]
+    plan_s = time.monotonic() - t0
     probe = None
     probe_out = work / "probe_out" / part.id
     if actions:
-        probe_in = work / "probe_in" / part.id
-        probe_in.mkdir(parents=True)
         probe_out.mkdir(parents=True)
         (probe_in / "plan.json").write_text(json.dumps({"seed": settings.seed % 2**31, "actions": actions}))
         probe = ProbeRequest(code=PROBE_CODE, in_dir=probe_in, out_dir=probe_out)
@@ -252,7 +266,9 @@ def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSetting
         why = f"the grader's check could not run after the notebook ({run.probe.status}: {run.probe.error or ''})"
     else:
         why = None
-    ctx = JudgeContext(net_id, probe_out if probe else None, probe_ok, why, staff, path)
+    ctx = JudgeContext(net_id, probe_out if probe else None, probe_ok, why, staff, path,
+                       executed_path=run.executed_path, reference_dir=rubric.reference_dir,
+                       private=plan.private, plan_s=plan_s)
     return run, ctx
 
 

@@ -33,6 +33,15 @@ class ItemResult:
 
 
 @dataclass
+class PlanContext:
+    """What a check kind may use, before the notebook runs, to plan its probe."""
+    seed: int                     # the run's secret seed
+    in_dir: Path                  # becomes /grader/in for the probe, after the student's cells ran
+    reference_dir: Path | None    # where the reference package is imported from (trusted side only)
+    private: dict[str, Any] = field(default_factory=dict)   # item id -> trusted data for judging
+
+
+@dataclass
 class JudgeContext:
     """What the trusted side knows when it judges one item of one student."""
     net_id: str
@@ -41,6 +50,10 @@ class JudgeContext:
     probe_error: str | None       # why not, for the student
     staff_scores: dict[str, float]
     notebook_path: Path | None    # the submitted notebook, as submitted
+    executed_path: Path | None = None     # the notebook with the outputs of the grader's run
+    reference_dir: Path | None = None
+    private: dict[str, Any] = field(default_factory=dict)   # from PlanContext
+    plan_s: float = 0.0           # seconds spent planning the probe (input generation, references)
 
     def probe_json(self, item_id: str) -> dict[str, Any] | None:
         """The probe's answer for an item: plain JSON, size-limited, or None."""
@@ -60,8 +73,12 @@ class CheckKind(Protocol):
     name: str
     needs_probe: bool
 
-    def probe_actions(self, item: Item) -> list[dict[str, Any]]:
-        """Plain-JSON actions for the in-kernel probe (empty when the kind needs no probe)."""
+    def validate(self, item: Item) -> None:
+        """Raise RubricError naming ``items[i].<key>`` when the item cannot be checked."""
+
+    def probe_actions(self, item: Item, plan: PlanContext | None = None) -> list[dict[str, Any]]:
+        """Plain-JSON actions for the in-kernel probe (empty when the kind needs no probe);
+        inputs go to files in ``plan.in_dir`` and what judging needs to ``plan.private``."""
 
     def judge(self, item: Item, ctx: JudgeContext) -> ItemResult:
         """Decide the item from trusted data only."""

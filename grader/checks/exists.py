@@ -6,7 +6,7 @@ require each to be callable). Points are split equally between the names.
 from __future__ import annotations
 
 from grader.checks.base import JudgeContext, SubResult, not_run, result
-from grader.rubric import Item
+from grader.rubric import Item, RubricError
 
 
 class Exists:
@@ -20,7 +20,13 @@ class Exists:
             raise ValueError(f"item {item.id}: 'exists' needs target or params.names (identifiers)")
         return list(names)
 
-    def probe_actions(self, item: Item) -> list[dict]:
+    def validate(self, item: Item) -> None:
+        try:
+            self.names(item)
+        except ValueError as e:
+            raise RubricError(f"{item.where or item.id}: {e}") from None
+
+    def probe_actions(self, item: Item, plan=None) -> list[dict]:
         return [{"action": "exists", "item": item.id, "names": self.names(item)}]
 
     def judge(self, item: Item, ctx: JudgeContext):

@@ -12,7 +12,10 @@ class Staff:
     name = "staff"
     needs_probe = False
 
-    def probe_actions(self, item: Item) -> list[dict]:
+    def validate(self, item: Item) -> None:
+        pass
+
+    def probe_actions(self, item: Item, plan=None) -> list[dict]:
         return []
 
     def judge(self, item: Item, ctx: JudgeContext) -> ItemResult:

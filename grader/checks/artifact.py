@@ -1,0 +1,115 @@
+"""Check kind ``artifact``: what the notebook produced, as presence checks.
+
+Plots are counted in the outputs of the grader's own run (the executed notebook, not the
+outputs a student saved); free-text answers are read from the notebook as submitted.
+Neither judges content: the messages say so, and staff read the answers.
+
+Params: rules = array of tables, each with one of
+  images = n       at least n image outputs (``mime``, default any image/*) in the code
+                   cells of ``section`` (a heading regex)
+  answer = "placeholder regex"   the markdown cell right after the cell matching ``after`` (a
+                   regex of the question's text), or the markdown of ``section``, no longer contains the placeholder
+                   and has at least ``min_chars`` characters of text (default 20)
+and optionally subcheck = "name".
+"""
+from __future__ import annotations
+
+import re
+
+from grader.checks.base import JudgeContext, SubResult, not_run, result
+from grader.checks.common import Params
+from grader.checks.notebook_text import Cell, heading_level, read_cells, section
+from grader.checks.static import rules_by_subcheck
+from grader.rubric import Item
+
+RULES = ("images", "answer")
+EXTRA = {"mime", "after", "min_chars"}
+
+
+class Artifact:
+    name = "artifact"
+    needs_probe = False
+
+    def validate(self, item: Item) -> None:
+        p = Params(item)
+        p.only({"rules"})
+        for _, rules in rules_by_subcheck(item, RULES, EXTRA):
+            for r in rules:
+                if "images" in r and (not isinstance(r["images"], int) or r["images"] < 1):
+                    raise p.err("rules", f"images = n needs a positive integer, got {r['images']!r}")
+                if "answer" in r:
+                    for key in ("answer", "after"):
+                        if key in r:
+                            try:
+                                re.compile(r[key])
+                            except (re.error, TypeError):
+                                raise p.err("rules", f"{key} = {r[key]!r} is not a valid regular expression") from None
+                    if "after" not in r and "section" not in r:
+                        raise p.err("rules", "an answer rule needs `after` (the question's text) or `section`")
+
+    def probe_actions(self, item: Item, plan=None) -> list[dict]:
+        return []
+
+    def judge(self, item: Item, ctx: JudgeContext):
+        if ctx.notebook_path is None:
+            return not_run(item, ctx.probe_error or "the notebook is missing")
+        subs = []
+        for sub, rules in rules_by_subcheck(item, RULES, EXTRA):
+            failed, notes = [], []
+            for r in rules:
+                ok, msg = self.rule(r, ctx)
+                (notes if ok else failed).append(msg)
+            subs.append(SubResult(sub.name, 0.0 if failed else sub.points, sub.points,
+                                  "; ".join(failed) if failed else "; ".join(notes)))
+        return result(item, subs)
+
+    def rule(self, r: dict, ctx: JudgeContext) -> tuple[bool, str]:
+        where = f" under the heading matching {r['section']!r}" if r.get("section") else ""
+        if "images" in r:
+            if ctx.executed_path is None:
+                return False, "the notebook did not run, so it produced no plots"
+            try:
+                cells = read_cells(ctx.executed_path)
+            except Exception:
+                return False, "the grader's run of the notebook could not be read"
+            scope = section(cells, r.get("section"))
+            if scope is None:
+                return False, f"no heading matching {r['section']!r} was found in the notebook"
+            mime = r.get("mime")
+            count = sum(1 for c in scope if c.kind == "code" for o in c.outputs
+                        for key in (o.get("data") or {})
+                        if (key == mime if mime else key.startswith("image/")))
+            need = r["images"]
+            if count < need:
+                return False, (f"presence check: {count} plot(s){where} in the grader's run, "
+                               f"at least {need} expected")
+            return True, f"presence check: {count} plot(s){where} (content not judged)"
+        try:
+            cells = read_cells(ctx.notebook_path)
+        except Exception:
+            return False, "the notebook could not be read"
+        region = _answer_region(cells, r)
+        if region is None:
+            return False, "the question of this free-text answer was not found in the notebook"
+        text = "\n".join(c.source for c in region)
+        if re.search(r["answer"], text, re.IGNORECASE):
+            return False, "presence check: the answer placeholder is still there"
+        words = re.sub(r"\s+", " ", re.sub(r"^\s*#+.*$", "", text, flags=re.MULTILINE)).strip()
+        need = int(r.get("min_chars", 20))
+        if len(words) < need:
+            return False, f"presence check: the answer has {len(words)} characters of text, at least {need} expected"
+        return True, "presence check: an answer is there (staff read it)"
+
+
+def _answer_region(cells: list[Cell], r: dict) -> list[Cell] | None:
+    if "after" in r:
+        rx = re.compile(r["after"], re.IGNORECASE)
+        for pos, cell in enumerate(cells):
+            if cell.kind == "markdown" and rx.search(cell.source):
+                # The answer cell is the one right after the question (the release puts the
+                # placeholder there); a later question's placeholder must not count against it.
+                nxt = cells[pos + 1] if pos + 1 < len(cells) else None
+                return [nxt] if nxt is not None and nxt.kind == "markdown" and heading_level(nxt) is None else []
+        return None
+    scope = section(cells, r.get("section"))
+    return None if scope is None else [c for c in scope if c.kind == "markdown"]

@@ -1,0 +1,173 @@
+"""Check kind ``behaviour``: the student's trained object on grader-held data.
+
+The reference generator (``reference``, called on the trusted side with a seed derived
+from the run's secret seed and ``params.generator_args``) makes fresh inputs and their
+labels or targets; only the inputs go to the probe. The grader computes the score.
+
+mode = "classify": the generator returns {inputs = Tensor (N, ...), labels = Tensor (N,)};
+  the probe calls ``target`` (or ``target.<method>``) on batches (optionally after the
+  student's per-sample ``transform``), in eval mode without gradients; predictions are the
+  argmax over the last axis of what comes back (or the values, if integer).
+mode = "cases": the generator returns a list of {args = [...], target = ..., group = "..."};
+  the probe calls ``target(*args)`` (or the method) per case; ``scorer`` ("module:function",
+  (student output, target) -> (correct, counted)) scores each, or exact equality.
+
+Params: mode, generator_args, method, transform, batch_size, eval (default true),
+  min_accuracy (0..1), per_group (every group must reach min_accuracy), scorer,
+  compare {subcheck = "accuracy" | "all_groups" | "group:<name>" | "runs"}.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
+from grader.checks.common import (Params, encode, item_seed, load_answer, need_reference, need_target,
+                                  plan_facets, resolve, trim)
+from grader.checks.compare import Tolerance, compare
+from grader.rubric import Item
+
+_FACET = re.compile(r"^(accuracy|all_groups|group:.+|runs|all)$")
+
+
+class Behaviour:
+    name = "behaviour"
+    needs_probe = True
+
+    def validate(self, item: Item) -> None:
+        p = Params(item)
+        p.only({"mode", "generator_args", "method", "transform", "batch_size", "eval", "min_accuracy",
+                "per_group", "scorer", "compare", "rtol", "atol"})
+        need_target(item)
+        need_reference(item)
+        if p.str("mode", "classify") not in ("classify", "cases"):
+            raise p.err("mode", "expected \"classify\" or \"cases\"")
+        p.table("generator_args")
+        for key in ("method", "transform"):
+            v = p.str(key)
+            if v is not None and not v.isidentifier():
+                raise p.err(key, f"expected a name, got {v!r}")
+        if (p.int("batch_size", 64) or 0) < 1:
+            raise p.err("batch_size", "expected a positive integer")
+        p.get("eval", (bool,), "true or false")
+        acc = p.num("min_accuracy", required=True)
+        if not 0 <= acc <= 1:
+            raise p.err("min_accuracy", f"expected a fraction between 0 and 1, got {acc!r}")
+        p.get("per_group", (bool,), "true or false")
+        scorer = p.str("scorer")
+        if scorer is not None and ":" not in scorer:
+            raise p.err("scorer", "expected \"package.module:function\"")
+        plan_facets(item, lambda f: bool(_FACET.match(f)), ["all"], {"acc": "accuracy"})
+
+    def probe_actions(self, item: Item, plan: PlanContext | None = None) -> list[dict]:
+        if plan is None:
+            raise ValueError("the behaviour check needs a plan context")
+        p = item.params
+        gen = resolve(need_reference(item), plan.reference_dir)
+        data = gen(item_seed(plan.seed, item.id) % 2**31, **p.get("generator_args", {}))
+        tensors: dict[str, torch.Tensor] = {}
+        action: dict[str, Any] = {"action": "behaviour", "item": item.id, "target": item.target,
+                                  "mode": p.get("mode", "classify"), "method": p.get("method"),
+                                  "transform": p.get("transform"), "batch_size": p.get("batch_size", 64),
+                                  "eval": p.get("eval", True), "seed": item_seed(plan.seed, item.id, "probe") % 2**31}
+        if action["mode"] == "classify":
+            tensors["inputs"] = data["inputs"].detach().clone().contiguous()
+            plan.private[item.id] = {"labels": data["labels"].detach().clone()}
+        else:
+            action["cases"] = [encode(list(c["args"]), tensors) for c in data]
+            plan.private[item.id] = {"cases": [{"target": c["target"], "group": c.get("group")} for c in data]}
+        torch.save(tensors, plan.in_dir / f"{item.id}.pt")
+        return [action]
+
+    def judge(self, item: Item, ctx: JudgeContext):
+        if not ctx.probe_ok:
+            return not_run(item, ctx.probe_error or "the notebook did not run far enough to be checked")
+        facets = plan_facets(item, lambda f: bool(_FACET.match(f)), ["all"], {"acc": "accuracy"})
+        priv = ctx.private.get(item.id)
+        answer = load_answer(ctx.probe_dir, item.id)
+        if answer.problem or priv is None or "error" in answer.data:
+            why = answer.problem or ("the grader has no data for this item" if priv is None else
+                                     f"`{item.target}` could not be run on the grader's data:\n{trim(answer.data['error'])}")
+            return result(item, [SubResult(f.sub.name, 0.0, f.sub.points, why) for f in facets])
+        p = item.params
+        need = float(p["min_accuracy"])
+        groups: dict[str, list[int]] = {}
+        errors = 0
+        first_error = ""
+        if p.get("mode", "classify") == "classify":
+            out = answer.value(answer.data, "out")
+            labels = priv["labels"]
+            if type(out) is not torch.Tensor or out.shape[0] != labels.shape[0]:
+                why = (f"`{item.target}` should return one prediction (or a row of scores) per input "
+                       f"for {labels.shape[0]} inputs")
+                return result(item, [SubResult(f.sub.name, 0.0, f.sub.points, why) for f in facets])
+            pred = out.argmax(-1) if out.dtype.is_floating_point and out.dim() > 1 else out.reshape(-1)
+            if pred.shape != labels.shape:
+                pred = pred.reshape(-1)[: labels.shape[0]]
+            correct = int((pred.to(torch.int64) == labels.to(torch.int64)).sum())
+            groups["all"] = [correct, int(labels.shape[0])]
+        else:
+            scorer = resolve(p["scorer"], ctx.reference_dir) if p.get("scorer") else None
+            got = answer.data.get("cases")
+            got = got if type(got) is list else []
+            for i, case in enumerate(priv["cases"]):
+                g = got[i] if i < len(got) and type(got[i]) is dict else {}
+                key = str(case["group"]) if case["group"] is not None else "all"
+                c, n = 0, 1
+                if "out" not in g:
+                    errors += 1
+                    first_error = first_error or trim(g.get("error", "no result came back"), 800)
+                    if scorer is not None:
+                        n = _score(scorer, None, case["target"])[1]
+                else:
+                    value = answer.value(g, "out")
+                    if scorer is not None:
+                        c, n = _score(scorer, value, case["target"])
+                    else:
+                        c = int(compare("output", value, case["target"], Tolerance(
+                            float(p.get("rtol", 1e-4)), float(p.get("atol", 1e-5)))).ok)
+                acc = groups.setdefault(key, [0, 0])
+                acc[0] += c
+                acc[1] += n
+        total_c = sum(c for c, _ in groups.values())
+        total_n = sum(n for _, n in groups.values())
+        overall = total_c / total_n if total_n else 0.0
+        lines = {"accuracy": (overall >= need, f"accuracy on the grader's {self._count(priv)} fresh inputs is "
+                                               f"{overall:.3f}, needs at least {need:g}")}
+        if p.get("per_group") or any(g != "all" for g in groups):
+            low = [(k, c / n if n else 0.0) for k, (c, n) in sorted(groups.items()) if (c / n if n else 0.0) < need]
+            lines["all_groups"] = (not low, "below the threshold: " + ", ".join(f"{k}: {a:.3f}" for k, a in low[:8]))
+            for k, (c, n) in groups.items():
+                a = c / n if n else 0.0
+                lines[f"group:{k}"] = (a >= need, f"{k}: accuracy {a:.3f}, needs at least {need:g}")
+        lines["runs"] = (errors == 0, f"{errors} call(s) raised an exception; the first:\n{first_error}")
+        per_group_required = bool(p.get("per_group"))
+        subs = []
+        for f in facets:
+            wanted = f.facets
+            if "all" in wanted:
+                wanted = ["accuracy", "runs"] + (["all_groups"] if per_group_required else [])
+            failed = []
+            for w in wanted:
+                ok, msg = lines.get(w, (False, f"no result for {w}"))
+                if not ok:
+                    failed.append(msg)
+            note = lines["accuracy"][1].replace("needs at least", "threshold")
+            subs.append(SubResult(f.sub.name, 0.0 if failed else f.sub.points, f.sub.points,
+                                  "; ".join(failed) if failed else note))
+        return result(item, subs, message="; ".join(s.message for s in subs if s.points < s.possible)
+                      or lines["accuracy"][1].replace("needs at least", "threshold"))
+
+    @staticmethod
+    def _count(priv: dict) -> int:
+        return int(priv["labels"].shape[0]) if "labels" in priv else len(priv["cases"])
+
+
+def _score(scorer: Any, value: Any, target: Any) -> tuple[int, int]:
+    try:
+        c, n = scorer(value, target)
+        return int(c), int(n)
+    except Exception:
+        return 0, 1

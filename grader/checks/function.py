@@ -1,0 +1,249 @@
+"""Check kind ``function``: the student's function against the reference on the same inputs.
+
+Params:
+  cases      array of tables {args = [...], kwargs = {...}, group = "name", grad = [i, ...],
+             target = "other_student_function", reference = "package.module:other_reference"};
+             an arg is a literal (arrays become tuples) or a tensor spec
+             {tensor = [shape], dtype = "float32", dist = "normal"|"uniform"|"randint"|"onehot"|"arange",
+             low, high, scale, classes}, generated from the run's secret seed.
+             Without cases: one case from ``args``/``kwargs``/``grad`` at the top level.
+  grad       default for cases: indices of tensor args to differentiate w.r.t. (through the
+             student's function with autograd, so a hand-written autograd.Function backward is used)
+  rtol, atol tolerances (compare.py defaults otherwise)
+  compare    {subcheck = facet or [facets]}: "output" (every case's output), "output:<group>",
+             "grad:<i>" (gradient w.r.t. arg i in every case that asks for it), "grads" (all),
+             "runs" (every case returns without an exception). A sub-check named like a facet
+             needs no entry.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from grader.checks import fingerprint
+from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
+from grader.checks.common import (Facet, Params, check_value_spec, clone_value, encode, item_seed, leaves,
+                                  load_answer, make_value, need_reference, need_target, plan_facets,
+                                  resolve, trim)
+from grader.checks.compare import MISSING, Tolerance, Verdict, compare
+from grader.rubric import Item
+
+ALIASES = {"forward": "output", "outputs": "output"}
+_FACET = re.compile(r"^(output|output:[\w.-]+|grad:\d+|grads|runs|all)$")
+
+
+def tolerance(item: Item) -> Tolerance:
+    p = Params(item)
+    d = Tolerance()
+    return Tolerance(float(p.num("rtol", d.rtol)), float(p.num("atol", d.atol)))
+
+
+def _cases(item: Item) -> list[dict]:
+    p = Params(item)
+    cases = p.list("cases")
+    if not cases:
+        cases = [{k: item.params[k] for k in ("args", "kwargs", "grad") if k in item.params}]
+    return cases
+
+
+def run_reference(fn: Any, args: tuple, kwargs: dict, grad: list[int], upstream: list | None):
+    """Output and gradients of a reference (or variant) function, as the probe computes them."""
+    args = [clone_value(a) for a in args]
+    wrt = []
+    for i in grad:
+        args[i] = args[i].clone().requires_grad_(True)
+        wrt.append(args[i])
+    with torch.enable_grad():
+        out = fn(*args, **clone_value(kwargs))
+    grads = None
+    if grad and upstream is not None:
+        outs = leaves(out)
+        pairs = [(o, u) for o, u in zip(outs, upstream) if u is not None]
+        got = torch.autograd.grad([o for o, _ in pairs], wrt, [u for _, u in pairs], allow_unused=True)
+        grads = [torch.zeros_like(w) if g is None else g.detach() for g, w in zip(got, wrt)]
+    return _detach(out), grads
+
+
+def _detach(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.detach().clone().as_subclass(torch.Tensor)
+    if isinstance(v, (list, tuple)):
+        return type(v)(_detach(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _detach(x) for k, x in v.items()}
+    return v
+
+
+class Function:
+    name = "function"
+    needs_probe = True
+
+    def validate(self, item: Item) -> None:
+        p = Params(item)
+        p.only({"cases", "args", "kwargs", "grad", "rtol", "atol", "compare"})
+        if not all(isinstance(c, dict) and "target" in c for c in _cases(item)):
+            need_target(item)
+        need_reference(item)
+        for i, case in enumerate(_cases(item)):
+            key = f"cases[{i}]" if "cases" in item.params else "args"
+            if not isinstance(case, dict):
+                raise p.err(key, f"expected a table {{args = [...], ...}}, got {case!r}")
+            unknown = set(case) - {"args", "kwargs", "group", "grad", "target", "reference"}
+            if unknown:
+                raise p.err(key, f"unknown key(s) {', '.join(sorted(unknown))}")
+            if "target" in case and not (isinstance(case["target"], str) and case["target"].isidentifier()):
+                raise p.err(f"{key}.target", f"expected the name of a student function, got {case['target']!r}")
+            if "reference" in case and (not isinstance(case["reference"], str) or ":" not in case["reference"]):
+                raise p.err(f"{key}.reference", "expected \"package.module:name\"")
+            args = case.get("args", [])
+            if not isinstance(args, list):
+                raise p.err(f"{key}.args", f"expected an array, got {args!r}")
+            check_value_spec(p, f"{key}.args", args)
+            if not isinstance(case.get("kwargs", {}), dict):
+                raise p.err(f"{key}.kwargs", "expected a table")
+            for k, v in case.get("kwargs", {}).items():
+                check_value_spec(p, f"{key}.kwargs.{k}", v)
+            grad = case.get("grad", item.params.get("grad", []))
+            if not isinstance(grad, list) or not all(isinstance(g, int) and 0 <= g < len(args) for g in grad):
+                raise p.err(f"{key}.grad", f"expected indices of tensor args (0..{len(args) - 1}), got {grad!r}")
+            for g in grad:
+                if not (isinstance(args[g], dict) and DTYPE_FLOAT(args[g])):
+                    raise p.err(f"{key}.grad", f"arg {g} is not a floating-point tensor spec")
+        for key in ("rtol", "atol"):
+            p.num(key)
+        plan_facets(item, lambda f: bool(_FACET.match(f)), ["all"], ALIASES)
+
+    def probe_actions(self, item: Item, plan: PlanContext | None = None) -> list[dict]:
+        if plan is None:
+            raise ValueError("the function check needs a plan context")
+        gen = torch.Generator().manual_seed(item_seed(plan.seed, item.id))
+        tensors: dict[str, torch.Tensor] = {}
+        enc_cases, private = [], []
+        for case in _cases(item):
+            fn = resolve(case.get("reference", need_reference(item)), plan.reference_dir)
+            args = tuple(make_value(a, gen) for a in case.get("args", []))
+            kwargs = {k: make_value(v, gen) for k, v in case.get("kwargs", {}).items()}
+            grad = list(case.get("grad", item.params.get("grad", [])))
+            upstream = None
+            if grad:
+                out, _ = run_reference(fn, args, kwargs, [], None)
+                upstream = [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.dtype)
+                            if o.dtype.is_floating_point else None for o in leaves(out)]
+            out, grads = run_reference(fn, args, kwargs, grad, upstream)
+            enc = {"args": encode(list(args), tensors), "kwargs": encode(kwargs, tensors), "grad": grad,
+                   "target": case.get("target", item.target)}
+            if grad:
+                enc["upstream"] = encode(upstream, tensors)
+            enc_cases.append(enc)
+            private.append({"target": case.get("target", item.target), "reference": case.get("reference"),
+                            "args": args, "kwargs": kwargs, "grad": grad, "upstream": upstream,
+                            "group": case.get("group"), "out": out, "grads": grads})
+        torch.save(tensors, plan.in_dir / f"{item.id}.pt")
+        plan.private[item.id] = private
+        return [{"action": "call", "item": item.id, "target": item.target, "cases": enc_cases,
+                 "seed": item_seed(plan.seed, item.id, "probe") % 2**31}]
+
+    def judge(self, item: Item, ctx: JudgeContext):
+        if not ctx.probe_ok:
+            return not_run(item, ctx.probe_error or "the notebook did not run far enough to be checked")
+        cases = ctx.private.get(item.id)
+        answer = load_answer(ctx.probe_dir, item.id)
+        facets = plan_facets(item, lambda f: bool(_FACET.match(f)), ["all"], ALIASES)
+        if answer.problem or cases is None:
+            why = answer.problem or "the grader has no inputs for this item"
+            return result(item, [SubResult(f.sub.name, 0.0, f.sub.points, why) for f in facets])
+        got_cases = answer.data.get("cases")
+        if type(got_cases) is not list:
+            got_cases = []
+        tol = tolerance(item)
+        verdicts = compare_cases(item, cases, got_cases, answer, tol)
+        subs = []
+        for f in facets:
+            relevant = [(name, v) for name, v, facet in verdicts if _applies(f.facets, facet)]
+            subs.append(decide(item, ctx, f, relevant, cases, got_cases, answer, tol))
+        return result(item, subs)
+
+
+def DTYPE_FLOAT(spec: dict) -> bool:
+    return spec.get("dtype", "float32") in ("float32", "float64", "float16", "bfloat16") and \
+        spec.get("dist", "normal") not in ("randint", "arange")
+
+
+def _applies(wanted: list[str], facet: tuple[str, str | None]) -> bool:
+    kind, group = facet
+    for w in wanted:
+        if w == "all":
+            return True
+        if w == "output" and kind == "output":
+            return True
+        if w.startswith("output:") and kind == "output" and group == w[len("output:"):]:
+            return True
+        if w == "grads" and kind.startswith("grad:"):
+            return True
+        if w == kind:
+            return True
+    return False
+
+
+def _case_name(item: Item, i: int, case: dict) -> str:
+    args = [_short_arg(a) for a in case["args"]] + [f"{k}={_short_arg(v)}" for k, v in case["kwargs"].items()]
+    return f"{case.get('target') or item.target}({', '.join(args)})"
+
+
+def _short_arg(a: Any) -> str:
+    if isinstance(a, torch.Tensor):
+        return f"<tensor {tuple(a.shape)}>"
+    if isinstance(a, tuple):
+        return "(" + ", ".join(_short_arg(x) for x in a) + ("," if len(a) == 1 else "") + ")"
+    return repr(a)
+
+
+def compare_cases(item: Item, cases: list[dict], got_cases: list, answer, tol: Tolerance):
+    """[(label, Verdict, (facet kind, group))] for every output and gradient."""
+    out = []
+    for i, case in enumerate(cases):
+        got = got_cases[i] if i < len(got_cases) and type(got_cases[i]) is dict else {}
+        label = _case_name(item, i, case)
+        if got.get("lookup") is True:
+            v = Verdict(False, trim(got.get("error")))
+        elif "error" in got:
+            v = Verdict(False, f"{label} raised an exception:\n{trim(got['error'])}")
+        elif "out" not in got:
+            v = Verdict(False, f"{label}: no result came back")
+        else:
+            v = compare(f"{label}", answer.value(got, "out"), case["out"], tol)
+        out.append((label, v, ("output", case["group"])))
+        ran = "out" in got and "error" not in got
+        out.append((label, Verdict(ran, "" if ran else v.message), ("runs", case["group"])))
+        for j, idx in enumerate(case["grad"]):
+            name = f"gradient of {label} w.r.t. argument {idx}"
+            if "error" in got:
+                gv = Verdict(False, f"{name}: the call raised an exception")
+            elif "grad_error" in got:
+                gv = Verdict(False, f"{name} could not be computed:\n{trim(got['grad_error'])}")
+            else:
+                grads = got.get("grads")
+                g = answer.value({"g": grads[j]}, "g") if type(grads) is list and j < len(grads) else MISSING
+                want = case["grads"][j] if case["grads"] is not None else None
+                if want is None:
+                    gv = Verdict(False, f"{name}: no gradient to compare with")
+                else:
+                    gv = compare(name, torch.zeros_like(want) if g is None else g, want, tol)
+            out.append((name, gv, (f"grad:{idx}", case["group"])))
+    return out
+
+
+def decide(item: Item, ctx: JudgeContext, f: Facet, relevant, cases, got_cases, answer, tol) -> SubResult:
+    failed = [(n, v) for n, v in relevant if not v.ok]
+    if not failed:
+        notes = sorted({note for _, v in relevant for note in v.notes})
+        return SubResult(f.sub.name, f.sub.points, f.sub.points, notes[0] if notes else "")
+    message = failed[0][1].message
+    if len(failed) > 1:
+        message += f" (and {len(failed) - 1} more failed comparison(s) in this sub-check)"
+    hint = fingerprint.match_function(item, ctx, f, cases, got_cases, answer, tol)
+    if hint:
+        message = f"{hint} ({message})"
+    return SubResult(f.sub.name, 0.0, f.sub.points, message)

@@ -1,0 +1,265 @@
+"""Check kind ``module``: module equivalence by weight transplant.
+
+The reference module is built on the trusted side (seeded from the run's secret seed);
+its state_dict goes to the probe, which builds the student's module with the same
+constructor arguments, loads those weights, runs forward on the grader's inputs and
+backward of a random upstream gradient. Outputs, input gradients and every parameter's
+gradient are compared on the trusted side.
+
+Params:
+  args, kwargs        constructor arguments (literals)
+  reference_args, reference_kwargs   for the reference, when they differ
+  inputs              forward inputs: literals or tensor specs (see ``function``)
+  grad_inputs         indices of inputs to differentiate w.r.t. (default: every float tensor)
+  mapping             {student_name = "reference_name"} for state_dict keys with other names
+  transpose           student state_dict keys that hold the transpose of the reference weight
+  match               "name" (default; after mapping) or "order" (registration order, shapes must agree)
+  mode                "eval" (default) or "train"
+  method              the method to run instead of forward
+  methods             further methods called with the same inputs, compared as "method:<name>"
+  rtol, atol
+  compare             {subcheck = facet}: "parameters" (constructs and takes the reference
+                      weights), "output", "grad_inputs", "grad_params", "grad_param:<reference name>",
+                      "method:<name>"; aliases: forward = output, grad_input = grad_inputs,
+                      grad_weights = grad_params
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from grader.checks import fingerprint
+from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
+from grader.checks.common import (Params, check_value_spec, clone_value, encode, item_seed, leaves, load_answer,
+                                  make_value, need_reference, need_target, plan_facets, resolve, trim)
+from grader.checks.compare import MISSING, Tolerance, Verdict, compare
+from grader.checks.function import tolerance
+from grader.rubric import Item
+
+ALIASES = {"forward": "output", "outputs": "output", "grad_input": "grad_inputs",
+           "grad_weights": "grad_params", "weights": "parameters", "transplant": "output"}
+_FACET = re.compile(r"^(parameters|output|grad_inputs|grad_params|grad_param:[\w.]+|method:\w+|all)$")
+KEYS = {"args", "kwargs", "reference_args", "reference_kwargs", "inputs", "grad_inputs", "mapping",
+        "transpose", "match", "mode", "method", "methods", "rtol", "atol", "compare"}
+
+
+def reference_run(cls: Any, item: Item, state: dict, inputs: tuple, grad_inputs: list[int],
+                  upstream: list | None) -> dict:
+    """Build cls with the reference arguments, load ``state``, run as the probe does."""
+    p = item.params
+    model = cls(*make_args(p.get("reference_args", p.get("args", []))),
+                **p.get("reference_kwargs", p.get("kwargs", {})))
+    model.load_state_dict(state)
+    model.train(p.get("mode", "eval") == "train")
+    xs = [clone_value(x) for x in inputs]
+    wrt = []
+    for i in grad_inputs:
+        xs[i] = xs[i].clone().requires_grad_(True)
+        wrt.append(xs[i])
+    names = [n for n, q in model.named_parameters() if q.requires_grad]
+    params = [q for n, q in model.named_parameters() if q.requires_grad]
+    method = p.get("method", "forward")
+    with torch.enable_grad():
+        out = model(*xs) if method == "forward" else getattr(model, method)(*xs)
+    res: dict = {"out": _detached(out)}
+    if upstream is not None:
+        pairs = [(o, u) for o, u in zip(leaves(out), upstream) if u is not None]
+        grads = torch.autograd.grad([o for o, _ in pairs], wrt + params, [u for _, u in pairs], allow_unused=True)
+        targets = wrt + params
+        grads = [torch.zeros_like(t) if g is None else g.detach() for g, t in zip(grads, targets)]
+        res["grad_inputs"] = grads[:len(wrt)]
+        res["grad_params"] = dict(zip(names, grads[len(wrt):]))
+    res["methods"] = {}
+    for m in p.get("methods", []):
+        with torch.no_grad():
+            res["methods"][m] = _detached(getattr(model, m)(*[clone_value(x) for x in inputs]))
+    return res
+
+
+def _detached(v: Any) -> Any:
+    from grader.checks.function import _detach
+    return _detach(v)
+
+
+def make_args(values: list) -> list:
+    return [tuple(v) if isinstance(v, list) else v for v in values]
+
+
+class Module:
+    name = "module"
+    needs_probe = True
+
+    def validate(self, item: Item) -> None:
+        p = Params(item)
+        p.only(KEYS)
+        need_target(item)
+        need_reference(item)
+        for key in ("args", "reference_args"):
+            for i, v in enumerate(p.list(key)):
+                if isinstance(v, dict):
+                    raise p.err(f"{key}[{i}]", "constructor arguments must be literals")
+        inputs = p.list("inputs", required=True)
+        check_value_spec(p, "inputs", inputs)
+        gi = p.get("grad_inputs", (list,), "an array of input indices", None)
+        if gi is not None and not all(isinstance(i, int) and 0 <= i < len(inputs) for i in gi):
+            raise p.err("grad_inputs", f"expected indices 0..{len(inputs) - 1}, got {gi!r}")
+        mapping = p.table("mapping")
+        if not all(isinstance(v, str) for v in mapping.values()):
+            raise p.err("mapping", "expected {student_name = \"reference_name\"}")
+        if not all(isinstance(v, str) for v in p.list("transpose")):
+            raise p.err("transpose", "expected an array of student state_dict keys")
+        if p.str("match", "name") not in ("name", "order"):
+            raise p.err("match", "expected \"name\" or \"order\"")
+        if p.str("mode", "eval") not in ("eval", "train"):
+            raise p.err("mode", "expected \"eval\" or \"train\"")
+        p.str("method")
+        if not all(isinstance(m, str) and m.isidentifier() for m in p.list("methods")):
+            raise p.err("methods", "expected an array of method names")
+        p.num("rtol"), p.num("atol")
+        plan_facets(item, lambda f: bool(_FACET.match(f)), ["all"], ALIASES)
+
+    def probe_actions(self, item: Item, plan: PlanContext | None = None) -> list[dict]:
+        if plan is None:
+            raise ValueError("the module check needs a plan context")
+        p = item.params
+        cls = resolve(need_reference(item), plan.reference_dir)
+        gen = torch.Generator().manual_seed(item_seed(plan.seed, item.id))
+        torch.manual_seed(item_seed(plan.seed, item.id, "weights"))
+        ref = cls(*make_args(p.get("reference_args", p.get("args", []))),
+                  **p.get("reference_kwargs", p.get("kwargs", {})))
+        # Fresh random values for every tensor, so the transplant is not checked on a default init
+        # (zero biases, unit norms) that a wrong wiring could still match.
+        state = {k: (torch.randn(v.shape, generator=gen, dtype=torch.float64).to(v.dtype) * 0.5
+                     if v.dtype.is_floating_point and not k.endswith(("running_var",)) else v.clone())
+                 for k, v in ref.state_dict().items()}
+        inputs = tuple(make_value(s, gen) for s in p["inputs"])
+        grad_inputs = p.get("grad_inputs")
+        if grad_inputs is None:
+            grad_inputs = [i for i, x in enumerate(inputs)
+                           if isinstance(x, torch.Tensor) and x.dtype.is_floating_point]
+        first = reference_run(cls, item, state, inputs, [], None)
+        upstream = [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.dtype)
+                    if o.dtype.is_floating_point else None for o in leaves(first["out"])]
+        want = reference_run(cls, item, state, inputs, list(grad_inputs), upstream)
+        tensors = {f"w:{k}": v.contiguous() for k, v in state.items()}
+        action = {"action": "module", "item": item.id, "target": item.target,
+                  "seed": item_seed(plan.seed, item.id, "probe") % 2**31,
+                  "args": encode(make_args(p.get("args", [])), tensors),
+                  "kwargs": encode(dict(p.get("kwargs", {})), tensors),
+                  "ref_order": list(state), "mapping": dict(p.get("mapping", {})),
+                  "transpose": list(p.get("transpose", [])), "match": p.get("match", "name"),
+                  "mode": p.get("mode", "eval"), "method": p.get("method", "forward"),
+                  "methods": list(p.get("methods", [])), "grad_inputs": list(grad_inputs),
+                  "inputs": encode(list(inputs), tensors), "upstream": encode(upstream, tensors)}
+        torch.save(tensors, plan.in_dir / f"{item.id}.pt")
+        plan.private[item.id] = {"state": state, "inputs": inputs, "grad_inputs": list(grad_inputs),
+                                 "upstream": upstream, "want": want}
+        return [action]
+
+    def judge(self, item: Item, ctx: JudgeContext):
+        if not ctx.probe_ok:
+            return not_run(item, ctx.probe_error or "the notebook did not run far enough to be checked")
+        facets = plan_facets(item, lambda f: bool(_FACET.match(f)), ["all"], ALIASES)
+        priv = ctx.private.get(item.id)
+        answer = load_answer(ctx.probe_dir, item.id)
+        if answer.problem or priv is None:
+            why = answer.problem or "the grader has no inputs for this item"
+            return result(item, [SubResult(f.sub.name, 0.0, f.sub.points, why) for f in facets])
+        tol = tolerance(item)
+        rows = compare_module(item, priv["want"], answer, tol)
+        subs = []
+        for f in facets:
+            relevant = [(n, v) for n, v, facet in rows if _applies(f.facets, facet)]
+            failed = [(n, v) for n, v in relevant if not v.ok]
+            if not failed:
+                notes = sorted({x for _, v in relevant for x in v.notes})
+                subs.append(SubResult(f.sub.name, f.sub.points, f.sub.points, "; ".join(notes[:2])))
+                continue
+            message = failed[0][1].message
+            if len(failed) > 1:
+                message += f" (and {len(failed) - 1} more failed comparison(s) in this sub-check)"
+            hint = self._fingerprint(item, ctx, f, priv, answer, tol)
+            subs.append(SubResult(f.sub.name, 0.0, f.sub.points, f"{hint} ({message})" if hint else message))
+        return result(item, subs)
+
+    def _fingerprint(self, item: Item, ctx: JudgeContext, f: Any, priv: dict, answer: Any, tol: Tolerance):
+        def matches(variant: Any) -> bool:
+            try:
+                alt = reference_run(variant, item, priv["state"], priv["inputs"], priv["grad_inputs"], priv["upstream"])
+            except Exception:
+                alt = reference_run(variant, item, priv["state"], priv["inputs"], [], None)
+            rows = [(n, v) for n, v, facet in compare_module(item, alt, answer, tol)
+                    if _applies(f.facets, facet) and facet != "parameters"]
+            return bool(rows) and all(v.ok for _, v in rows)
+        return fingerprint.first_match(item, ctx, f.sub.name, matches)
+
+
+def _applies(wanted: list[str], facet: str) -> bool:
+    for w in wanted:
+        if w == "all" or w == facet:
+            return True
+        if w == "grad_params" and facet.startswith("grad_param:"):
+            return True
+    return False
+
+
+def compare_module(item: Item, want: dict, answer: Any, tol: Tolerance) -> list[tuple[str, Verdict, str]]:
+    data = answer.data
+    target = item.target
+    rows: list[tuple[str, Verdict, str]] = []
+    stop = None
+    if "construct_error" in data:
+        stop = f"`{target}(...)` could not be built:\n{trim(data['construct_error'])}"
+    elif "load_error" in data:
+        stop = f"the reference weights could not be loaded into `{target}`:\n{trim(data['load_error'])}"
+    rows.append(("parameters", Verdict(stop is None, stop or ""), "parameters"))
+    if stop is None and "forward_error" in data:
+        stop = f"`{target}` raised an exception in {item.params.get('method', 'forward')}:\n{trim(data['forward_error'])}"
+    if stop:
+        rows.append(("output", Verdict(False, stop), "output"))
+        rows.append(("grad_inputs", Verdict(False, stop), "grad_inputs"))
+        rows += [(f"grad of {n}", Verdict(False, stop), f"grad_param:{n}") for n in want.get("grad_params", {})]
+        rows += [(m, Verdict(False, stop), f"method:{m}") for m in want.get("methods", {})]
+        return rows
+    rows.append(("output", compare("output", answer.value(data, "out"), want["out"], tol), "output"))
+    back = data.get("backward_error")
+    if "grad_inputs" in want:
+        got = data.get("grad_inputs")
+        for i, w in enumerate(want["grad_inputs"]):
+            name = f"gradient w.r.t. input {i}"
+            if back:
+                v = Verdict(False, f"backward through `{target}` failed:\n{trim(back)}")
+            else:
+                g = answer.value({"g": got[i]}, "g") if type(got) is list and i < len(got) else MISSING
+                v = compare(name, torch.zeros_like(w) if g is None else g, w, tol)
+            rows.append((name, v, "grad_inputs"))
+        pairs = data.get("pairs") if type(data.get("pairs")) is dict else {}
+        by_ref = {str(r): str(s) for s, r in pairs.items()}
+        transposed = set(item.params.get("transpose", []))
+        got_params = data.get("grad_params") if type(data.get("grad_params")) is dict else {}
+        for ref_name, w in want["grad_params"].items():
+            student = by_ref.get(ref_name, ref_name)
+            name = f"gradient of {student}"
+            if back:
+                v = Verdict(False, f"backward through `{target}` failed:\n{trim(back)}")
+            elif student not in got_params:
+                v = Verdict(False, f"{name}: no parameter of that name took part in the backward pass")
+            else:
+                g = answer.value(got_params, student)
+                if g is None:
+                    g = torch.zeros_like(w.t() if student in transposed else w)
+                if student in transposed and type(g) is torch.Tensor and g.dim() == 2:
+                    g = g.t()
+                v = compare(name, g, w, tol)
+            rows.append((name, v, f"grad_param:{ref_name}"))
+    methods = data.get("methods") if type(data.get("methods")) is dict else {}
+    for m, w in want.get("methods", {}).items():
+        got = methods.get(m) if type(methods.get(m)) is dict else {}
+        if "error" in got:
+            v = Verdict(False, f"`{target}.{m}` raised an exception:\n{trim(got['error'])}")
+        else:
+            v = compare(f"{m}(...)", answer.value(got, "out"), w, tol)
+        rows.append((m, v, f"method:{m}"))
+    return rows

@@ -1,0 +1,91 @@
+"""Reading notebooks as documents (no execution): cells, sections under a heading, code as AST."""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*)$")
+_MAGIC = re.compile(r"^(\s*)([!%].*)$")
+
+
+@dataclass
+class Cell:
+    index: int
+    kind: str          # "code" | "markdown" | "raw"
+    source: str
+    outputs: list
+
+
+def read_cells(path: Path) -> list[Cell]:
+    nb = nbformat.read(str(path), as_version=4)
+    out = []
+    for i, c in enumerate(nb.cells):
+        src = c.source if isinstance(c.source, str) else "".join(c.source)
+        out.append(Cell(i, c.cell_type, src, list(c.get("outputs", [])) if c.cell_type == "code" else []))
+    return out
+
+
+def heading_level(cell: Cell) -> int | None:
+    if cell.kind != "markdown":
+        return None
+    levels = [len(m.group(1)) for line in cell.source.splitlines() if (m := _HEADING.match(line))]
+    return min(levels) if levels else None
+
+
+def section(cells: list[Cell], pattern: str | None) -> list[Cell] | None:
+    """Cells after the first markdown heading matching ``pattern`` up to the next heading of
+    the same or a higher level; all cells when pattern is None; None when no heading matches."""
+    if not pattern:
+        return cells
+    rx = re.compile(pattern, re.IGNORECASE | re.MULTILINE)
+    for pos, cell in enumerate(cells):
+        if cell.kind != "markdown":
+            continue
+        for line in cell.source.splitlines():
+            m = _HEADING.match(line)
+            if m and rx.search(line):
+                level = len(m.group(1))
+                body = []
+                for nxt in cells[pos + 1:]:
+                    lv = heading_level(nxt)
+                    if lv is not None and lv <= level:
+                        break
+                    body.append(nxt)
+                return body
+    return None
+
+
+def python_source(cell: Cell) -> str:
+    """Code cell source with IPython-only lines (magics, shell escapes) turned into ``pass``."""
+    lines = []
+    for line in cell.source.splitlines():
+        m = _MAGIC.match(line)
+        lines.append(f"{m.group(1)}pass" if m and line.strip() else line)
+    return "\n".join(lines)
+
+
+def parse_cells(cells: list[Cell]) -> tuple[list[ast.Module], int]:
+    """Parsed code cells, and how many could not be parsed."""
+    trees, bad = [], 0
+    for c in cells:
+        if c.kind != "code":
+            continue
+        try:
+            trees.append(ast.parse(python_source(c)))
+        except SyntaxError:
+            bad += 1
+    return trees, bad
+
+
+def top_level_nodes(tree: ast.AST):
+    """Nodes of a module outside function and class bodies."""
+    stack = list(ast.iter_child_nodes(tree))
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            stack.extend(ast.iter_child_nodes(node))

@@ -1,0 +1,167 @@
+"""Check kind ``structure``: what the student's model is made of, and that it runs.
+
+The probe builds ``target(*args, **kwargs)``, counts its parameters and its modules by
+class name (a subclass counts as its torch.nn base classes too), runs it once on a
+grader-made input while recording the torch functions it calls and every addition that
+joins two paths of different depth from the input (a residual connection), then runs a
+backward pass. Shape, finiteness and the counts are judged on the trusted side.
+
+Params:
+  args, kwargs          constructor arguments
+  input                 tensor spec of the input, e.g. {tensor = [2, 3, 32, 32]}
+  output_shape          expected output shape (array of ints)
+  params_min, params_max
+  components            array of {name, min, max, modules = [class names], functions = [torch
+                        function names], residual = true}; the count is the larger of modules
+                        found and function calls recorded (residual: additions found)
+  mode                  "eval" (default) or "train" for the forward pass
+  compare               {subcheck = facet}: "constructs", "output_shape", "finite", "parameters"
+                        (count bounds), "components", "component:<name>", "backward" (every
+                        parameter gets a gradient)
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
+from grader.checks.common import (Params, check_value_spec, item_seed, load_answer, make_value, need_target,
+                                  plan_facets, trim)
+from grader.checks.compare import Verdict
+from grader.checks.module import make_args
+from grader.rubric import Item
+
+_FACET = re.compile(r"^(constructs|output_shape|finite|parameters|components|component:[\w.-]+|backward|all)$")
+ALIASES = {"construct": "constructs", "shape": "output_shape", "param_count": "parameters",
+           "n_parameters": "parameters", "trains": "backward"}
+
+
+class Structure:
+    name = "structure"
+    needs_probe = True
+
+    def validate(self, item: Item) -> None:
+        p = Params(item)
+        p.only({"args", "kwargs", "input", "output_shape", "params_min", "params_max", "components",
+                "mode", "compare"})
+        need_target(item)
+        spec = p.get("input", (dict,), "a tensor spec {tensor = [shape]}", required=True)
+        check_value_spec(p, "input", spec)
+        shape = p.list("output_shape")
+        if not all(isinstance(s, int) for s in shape):
+            raise p.err("output_shape", f"expected an array of ints, got {shape!r}")
+        p.int("params_min"), p.int("params_max")
+        names = set()
+        for i, c in enumerate(p.list("components")):
+            if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+                raise p.err(f"components[{i}]", "expected {name = ..., min = n, modules = [...], ...}")
+            unknown = set(c) - {"name", "min", "max", "modules", "functions", "residual", "what"}
+            if unknown:
+                raise p.err(f"components[{i}]", f"unknown key(s) {', '.join(sorted(unknown))}")
+            if not (c.get("modules") or c.get("functions") or c.get("residual")):
+                raise p.err(f"components[{i}]", "say what counts: modules, functions or residual = true")
+            names.add(c["name"])
+        if p.str("mode", "eval") not in ("eval", "train"):
+            raise p.err("mode", "expected \"eval\" or \"train\"")
+
+        def ok(f: str) -> bool:
+            return bool(_FACET.match(f)) and (not f.startswith("component:") or f[10:] in names)
+        plan_facets(item, ok, ["all"], ALIASES)
+
+    def probe_actions(self, item: Item, plan: PlanContext | None = None) -> list[dict]:
+        if plan is None:
+            raise ValueError("the structure check needs a plan context")
+        gen = torch.Generator().manual_seed(item_seed(plan.seed, item.id))
+        x = make_value(item.params["input"], gen)
+        torch.save({"input": x}, plan.in_dir / f"{item.id}.pt")
+        from grader.checks.common import encode
+        scratch: dict = {}
+        return [{"action": "structure", "item": item.id, "target": item.target,
+                 "seed": item_seed(plan.seed, item.id, "probe") % 2**31,
+                 "args": encode(make_args(item.params.get("args", [])), scratch),
+                 "kwargs": encode(dict(item.params.get("kwargs", {})), scratch),
+                 "mode": item.params.get("mode", "eval")}]
+
+    def judge(self, item: Item, ctx: JudgeContext):
+        if not ctx.probe_ok:
+            return not_run(item, ctx.probe_error or "the notebook did not run far enough to be checked")
+        facets = plan_facets(item, lambda f: bool(_FACET.match(f)), ["all"], ALIASES)
+        answer = load_answer(ctx.probe_dir, item.id)
+        if answer.problem:
+            return result(item, [SubResult(f.sub.name, 0.0, f.sub.points, answer.problem) for f in facets])
+        rows = self.rows(item, answer)
+        subs = []
+        for f in facets:
+            relevant = [v for name, v in rows if any(w == "all" or w == name or
+                                                     (w == "components" and name.startswith("component:"))
+                                                     for w in f.facets)]
+            failed = [v for v in relevant if not v.ok]
+            if failed:
+                subs.append(SubResult(f.sub.name, 0.0, f.sub.points, "; ".join(v.message for v in failed[:3])))
+            else:
+                subs.append(SubResult(f.sub.name, f.sub.points, f.sub.points, ""))
+        return result(item, subs)
+
+    def rows(self, item: Item, answer) -> list[tuple[str, Verdict]]:
+        p, d = item.params, answer.data
+        t = item.target
+        comps = p.get("components", [])
+        if "construct_error" in d:
+            why = f"`{t}(...)` could not be built:\n{trim(d['construct_error'])}"
+            return ([(n, Verdict(False, why)) for n in ("constructs", "output_shape", "finite", "parameters",
+                                                        "backward")]
+                    + [(f"component:{c['name']}", Verdict(False, why)) for c in comps])
+        rows = [("constructs", Verdict(True))]
+        n = d.get("n_params")
+        if type(n) is not int:
+            rows.append(("parameters", Verdict(False, "the parameter count did not come back")))
+        else:
+            lo, hi = p.get("params_min"), p.get("params_max")
+            bad = (lo is not None and n < lo) or (hi is not None and n > hi)
+            bounds = f"between {lo if lo is not None else 0} and {hi if hi is not None else 'any number of'}"
+            rows.append(("parameters", Verdict(not bad, f"`{t}` has {n} parameters; expected {bounds}" if bad else "")))
+        out = answer.value(d, "out")
+        if "forward_error" in d:
+            why = f"`{t}` raised an exception on an input of shape {tuple(p['input']['tensor'])}:\n{trim(d['forward_error'])}"
+            rows += [("output_shape", Verdict(False, why)), ("finite", Verdict(False, why))]
+        elif type(out) is not torch.Tensor:
+            why = f"`{t}` should return a tensor, got something else"
+            rows += [("output_shape", Verdict(False, why)), ("finite", Verdict(False, why))]
+        else:
+            want = p.get("output_shape")
+            if want is not None and list(out.shape) != list(want):
+                rows.append(("output_shape", Verdict(False, f"for an input of shape {tuple(p['input']['tensor'])} "
+                                                            f"the output has shape {tuple(out.shape)}, expected {tuple(want)}")))
+            else:
+                rows.append(("output_shape", Verdict(True)))
+            finite = not out.dtype.is_floating_point or bool(torch.isfinite(out).all())
+            rows.append(("finite", Verdict(finite, "" if finite else "the output contains NaN or Inf")))
+        if "backward_error" in d:
+            rows.append(("backward", Verdict(False, f"a backward pass through `{t}` failed:\n{trim(d['backward_error'])}")))
+        elif "forward_error" in d or type(d.get("no_grad")) is not list:
+            rows.append(("backward", Verdict(False, "the backward pass was not run")))
+        else:
+            missing = [str(x) for x in d["no_grad"]]
+            rows.append(("backward", Verdict(not missing, "" if not missing else
+                                             "these parameters get no gradient: " + ", ".join(missing[:6]))))
+        modules = d.get("modules") if type(d.get("modules")) is dict else {}
+        functions = d.get("functions") if type(d.get("functions")) is dict else {}
+        for c in comps:
+            found = 0
+            if c.get("modules"):
+                found = max(found, sum(int(modules.get(m, 0)) for m in c["modules"]
+                                       if type(modules.get(m, 0)) is int))
+            if c.get("functions"):
+                found = max(found, sum(int(functions.get(f, 0)) for f in c["functions"]
+                                       if type(functions.get(f, 0)) is int))
+            if c.get("residual"):
+                r = d.get("residual_adds")
+                found = max(found, r if type(r) is int else 0)
+            lo, hi = c.get("min", 1), c.get("max")
+            ok = found >= lo and (hi is None or found <= hi)
+            what = c.get("what", c["name"])
+            msg = "" if ok else (f"found {found} {what}, expected at least {lo}" if found < lo
+                                 else f"found {found} {what}, expected at most {hi}")
+            rows.append((f"component:{c['name']}", Verdict(ok, msg)))
+        return rows
