@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 PART_KINDS = ("pdf", "notebook")
 PENALTY_RULES = ("sum_capped",)
 COLAB_MODES = ("neutralize", "keep")
+RELEASE_EXPECTATIONS = ("zero", "full", "any")
 
 
 class RubricError(ValueError):
@@ -55,6 +56,7 @@ class ExecutionSettings:
     pids_max: int
     tmp_mb: int
     colab: str
+    threads: int                  # OMP/MKL threads of a student kernel: predictable and fair on a shared machine
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,10 @@ class Item:
     subchecks: tuple[Subcheck, ...] = ()  # partial credit; points sum to the item's points
     fingerprints: tuple[Fingerprint, ...] = ()
     where: str = field(default="", compare=False)   # "items[i]", for error messages
+    # What the release notebook (TODOs empty) must score on this item, checked by
+    # `grader validate`: "zero" (the TODO is the whole item), "full" (the item checks
+    # given code), "any" (not checked).
+    release: str = "zero"
 
 
 @dataclass(frozen=True)
@@ -289,6 +295,7 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
         pids_max=int(e.num("pids_max", 256, minimum=8)),
         tmp_mb=int(e.num("tmp_mb", 512, minimum=16)),
         colab=e.one_of("colab", COLAB_MODES, "neutralize"),
+        threads=int(e.num("threads", 1, minimum=1)),
     )
     e.no_unknown_keys()
 
@@ -345,7 +352,7 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
                           title=t.str("title", _REQUIRED), points=points,
                           extra=t.bool("extra", False), target=t.str("target"), params=params,
                           reference=reference or None, subchecks=subchecks, fingerprints=fingerprints,
-                          where=t.where))
+                          where=t.where, release=t.one_of("release", RELEASE_EXPECTATIONS, "zero")))
         t.no_unknown_keys()
     _unique([i.id for i in items], "items[].id")
     _validate_kinds(items)

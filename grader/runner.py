@@ -257,7 +257,9 @@ def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSetting
         probe_out.mkdir(parents=True)
         (probe_in / "plan.json").write_text(json.dumps({"seed": settings.seed % 2**31, "actions": actions}))
         probe = ProbeRequest(code=PROBE_CODE, in_dir=probe_in, out_dir=probe_out)
-    run = execute_notebook(nb_path, run_dir, exec_settings(rubric, settings), env=dict(part.env),
+    threads = str(rubric.execution.threads)
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **dict(part.env)}
+    run = execute_notebook(nb_path, run_dir, exec_settings(rubric, settings), env=env,
                            ro_mounts=mounts, probe=probe)
     probe_ok = run.probe is not None and run.probe.status == "ok"
     if run.probe is None or run.probe.status == "not_run":
