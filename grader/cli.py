@@ -119,6 +119,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from grader.execute import SandboxError, preflight
+    from grader.validate import table, validate
+
+    rubric = load_rubric(args.rubric)
+    try:
+        preflight(_exec_for_preflight(rubric))
+    except SandboxError as e:
+        print(f"grader: refusing to validate: the sandbox is not working: {e}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    problems, records = validate(rubric)
+    for version, rec in records.items():
+        auto = [i for i in rec.items if i["kind"] != "staff"]
+        got = sum(i["points"] for i in auto)
+        possible = sum(i["possible"] for i in auto)
+        print(f"{version}: {got:g} / {possible:g} automatic points "
+              f"({rec.timing.get('total_s', 0):.0f} s)")
+    if problems:
+        print(f"\n{len(problems)} item(s) do not score what the {rubric.name} notebooks must score:\n")
+        print(table(problems))
+        return 1
+    print(f"validate: the solution scores full marks and the release scores as declared "
+          f"({time.monotonic() - started:.0f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="grader", description="Sandboxed auto-grader for notebook homework.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -136,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-resume", action="store_true", help="grade every zip again even when an up-to-date record exists")
     g.add_argument("--keep-work", action="store_true", help="keep the per-submission work folders (for debugging)")
     g.set_defaults(func=cmd_grade)
+
+    v = sub.add_parser("validate", help="grade the assignment's solution and release notebooks against the rubric")
+    v.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
+    v.set_defaults(func=cmd_validate)
 
     r = sub.add_parser("report", help="rebuild grades.csv and feedback from records, merging staff scores")
     r.add_argument("--out", type=Path, default=Path("grading-output"))

@@ -119,6 +119,8 @@ class Rubric:
     digest: str                    # sha256 of the rubric file: records say which rubric graded them
     reference_dir: Path
     reference_package: str | None
+    solution_dir: Path             # complete notebooks: `grader validate` expects full marks
+    release_dir: Path              # what students get: `grader validate` checks Item.release
     datasets: tuple[tuple[str, str], ...]   # (name, "module:function") preparing grader-held data
     deadline: Deadline
     penalties: Penalties
@@ -245,6 +247,8 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
     if not reference_dir.is_dir():
         raise RubricError(f"assignment.reference_dir: folder {reference_dir} does not exist")
     reference_package = a.str("reference_package")
+    solution_dir = reference_dir / a.str("solution_dir", "solution")
+    release_dir = reference_dir / a.str("release_dir", "release")
     datasets = []
     for key, value in a.table("datasets", {}).data.items():
         if not isinstance(value, str) or ":" not in value:
@@ -369,6 +373,7 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
 
     return Rubric(name=name, title=title, path=path, digest=hashlib.sha256(raw).hexdigest(),
                   reference_dir=reference_dir, reference_package=reference_package,
+                  solution_dir=solution_dir, release_dir=release_dir,
                   datasets=tuple(datasets), deadline=deadline, penalties=penalties, intake=intake,
                   execution=execution, parts=tuple(parts), items=tuple(items))
 

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from grader import deadline as deadline_stage
+from grader.cache import cached_execute
 from grader.checks import KINDS, ItemResult, JudgeContext
 from grader.checks.base import PlanContext, not_run
 from grader.execute import ExecSettings, NotebookRun, ProbeRequest, execute_notebook
@@ -48,6 +49,7 @@ class GradeSettings:
     cell_timeout_s: float | None = None              # overrides of the rubric's limits
     notebook_timeout_s: float | None = None
     keep_work: bool = False
+    reuse_runs: bool = True                          # identical notebook + inputs -> reuse the run (grader/cache.py)
 
 
 def exec_settings(rubric: Rubric, settings: GradeSettings) -> ExecSettings:
@@ -259,8 +261,10 @@ def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSetting
         probe = ProbeRequest(code=PROBE_CODE, in_dir=probe_in, out_dir=probe_out)
     threads = str(rubric.execution.threads)
     env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **dict(part.env)}
-    run = execute_notebook(nb_path, run_dir, exec_settings(rubric, settings), env=env,
-                           ro_mounts=mounts, probe=probe)
+    run, reused = cached_execute(settings.cache_dir if settings.reuse_runs else None, nb_path, run_dir,
+                                 exec_settings(rubric, settings), env, mounts, probe, execute_notebook)
+    if reused:  # staff-only: the feedback must not tell a student that an identical notebook exists
+        run.limits = {**run.limits, "reused_run": "identical notebook and inputs already run (grader/cache.py)"}
     probe_ok = run.probe is not None and run.probe.status == "ok"
     if run.probe is None or run.probe.status == "not_run":
         why = f"the notebook did not get far enough to be checked: {run.message}"

@@ -1,0 +1,90 @@
+"""Reuse a notebook run when nothing it depends on changed.
+
+Two submissions that hand in the same notebook (byte for byte), with the same
+support files, mounts, environment, limits and probe inputs, get the same run:
+executing it again is wasted work. The key covers all of those plus the
+grader's own execution and probe code; probe inputs are drawn from the run's
+secret seed, so by default a run only reuses its own results. What is kept:
+the NotebookRun, the probe's answers and the executed notebook.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+from grader.execute import CellResult, ExecSettings, NotebookRun, ProbeRequest, ProbeResult
+from grader.record import to_jsonable, write_atomic
+
+GRADER = Path(__file__).resolve().parent
+# Changing how notebooks run or how the probe answers must invalidate cached runs.
+CODE_FILES = ("execute.py", "sandbox.py", "colab.py", "cache.py")
+CACHEABLE = ("completed", "errors")   # a timeout or a dead kernel may depend on the machine's load
+
+
+def _hash_tree(h: "hashlib._Hash", root: Path) -> None:
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+
+
+def run_key(nb_path: Path, workdir: Path, settings: ExecSettings, env: dict[str, str],
+            mounts: list[tuple[Path, str]], probe: ProbeRequest | None) -> str:
+    h = hashlib.sha256()
+    for name in CODE_FILES:
+        h.update((GRADER / name).read_bytes())
+    _hash_tree(h, GRADER / "probe")
+    h.update(json.dumps([asdict(settings), sorted(env.items()), [(str(s), t) for s, t in mounts],
+                         nb_path.name, probe.code if probe else None], sort_keys=True).encode())
+    _hash_tree(h, workdir)              # the notebook and its support files
+    if probe is not None:
+        _hash_tree(h, Path(probe.in_dir))
+    return h.hexdigest()
+
+
+def _load_run(data: dict) -> NotebookRun:
+    data = dict(data)
+    data["cells"] = [CellResult(**c) for c in data["cells"]]
+    data["probe"] = ProbeResult(**data["probe"]) if data.get("probe") else None
+    data["executed_path"] = Path(data["executed_path"]) if data.get("executed_path") else None
+    return NotebookRun(**data)
+
+
+def cached_execute(cache_dir: Path | None, nb_path: Path, workdir: Path, settings: ExecSettings,
+                   env: dict[str, str], mounts: list[tuple[Path, str]], probe: ProbeRequest | None,
+                   execute: Callable[..., NotebookRun]) -> tuple[NotebookRun, bool]:
+    """Run ``execute`` or reuse an identical earlier run; returns (run, reused)."""
+    if cache_dir is None:
+        return execute(nb_path, workdir, settings, env=env, ro_mounts=mounts, probe=probe), False
+    key = run_key(nb_path, workdir, settings, env, mounts, probe)
+    entry = cache_dir / "runs" / key
+    meta = entry / "run.json"
+    if meta.is_file():
+        try:
+            run = _load_run(json.loads(meta.read_text()))
+            if probe is not None and (entry / "probe_out").is_dir():
+                shutil.copytree(entry / "probe_out", probe.out_dir, dirs_exist_ok=True)
+            if (entry / "executed.ipynb").is_file():
+                target = workdir.resolve().parent / "executed" / nb_path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(entry / "executed.ipynb", target)
+                run.executed_path = target
+            return run, True
+        except (OSError, ValueError, TypeError, KeyError):
+            shutil.rmtree(entry, ignore_errors=True)
+    run = execute(nb_path, workdir, settings, env=env, ro_mounts=mounts, probe=probe)
+    if run.status in CACHEABLE:
+        tmp = entry.with_name(entry.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if probe is not None and Path(probe.out_dir).is_dir():
+            shutil.copytree(probe.out_dir, tmp / "probe_out")
+        if run.executed_path and Path(run.executed_path).is_file():
+            shutil.copy2(run.executed_path, tmp / "executed.ipynb")
+        write_atomic(tmp / "run.json", json.dumps(to_jsonable(run)))
+        shutil.rmtree(entry, ignore_errors=True)
+        tmp.rename(entry)
+    return run, False
