@@ -1,0 +1,1 @@
+"""Support code for the sequence-classification notebook (08-seq_classification)."""
