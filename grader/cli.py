@@ -130,7 +130,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"grader: refusing to validate: the sandbox is not working: {e}", file=sys.stderr)
         return 2
     started = time.monotonic()
-    problems, records = validate(rubric)
+    problems, records = validate(rubric, seed=args.seed, cache_dir=args.cache_dir)
     for version, rec in records.items():
         auto = [i for i in rec.items if i["kind"] != "staff"]
         got = sum(i["points"] for i in auto)
@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="grade the assignment's solution and release notebooks against the rubric")
     v.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
+    v.add_argument("--seed", type=int, help="fixed probe seed (default: a fresh secret seed)")
+    v.add_argument("--cache-dir", type=Path, help="reuse identical notebook runs kept in this folder")
     v.set_defaults(func=cmd_validate)
 
     r = sub.add_parser("report", help="rebuild grades.csv and feedback from records, merging staff scores")
