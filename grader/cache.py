@@ -32,13 +32,13 @@ def _hash_tree(h: "hashlib._Hash", root: Path) -> None:
 
 
 def run_key(nb_path: Path, workdir: Path, settings: ExecSettings, env: dict[str, str],
-            mounts: list[tuple[Path, str]], probe: ProbeRequest | None) -> str:
+            mounts: list[tuple[Path, str]], probe: ProbeRequest | None, prelude: str | None = None) -> str:
     h = hashlib.sha256()
     for name in CODE_FILES:
         h.update((GRADER / name).read_bytes())
     _hash_tree(h, GRADER / "probe")
     h.update(json.dumps([asdict(settings), sorted(env.items()), [(str(s), t) for s, t in mounts],
-                         nb_path.name, probe.code if probe else None], sort_keys=True).encode())
+                         nb_path.name, probe.code if probe else None, prelude], sort_keys=True).encode())
     _hash_tree(h, workdir)              # the notebook and its support files
     if probe is not None:
         _hash_tree(h, Path(probe.in_dir))
@@ -55,11 +55,12 @@ def _load_run(data: dict) -> NotebookRun:
 
 def cached_execute(cache_dir: Path | None, nb_path: Path, workdir: Path, settings: ExecSettings,
                    env: dict[str, str], mounts: list[tuple[Path, str]], probe: ProbeRequest | None,
-                   execute: Callable[..., NotebookRun]) -> tuple[NotebookRun, bool]:
+                   execute: Callable[..., NotebookRun], prelude: str | None = None) -> tuple[NotebookRun, bool]:
     """Run ``execute`` or reuse an identical earlier run; returns (run, reused)."""
+    extra = {"prelude": prelude} if prelude else {}
     if cache_dir is None:
-        return execute(nb_path, workdir, settings, env=env, ro_mounts=mounts, probe=probe), False
-    key = run_key(nb_path, workdir, settings, env, mounts, probe)
+        return execute(nb_path, workdir, settings, env=env, ro_mounts=mounts, probe=probe, **extra), False
+    key = run_key(nb_path, workdir, settings, env, mounts, probe, prelude)
     entry = cache_dir / "runs" / key
     meta = entry / "run.json"
     if meta.is_file():
@@ -75,7 +76,7 @@ def cached_execute(cache_dir: Path | None, nb_path: Path, workdir: Path, setting
             return run, True
         except (OSError, ValueError, TypeError, KeyError):
             shutil.rmtree(entry, ignore_errors=True)
-    run = execute(nb_path, workdir, settings, env=env, ro_mounts=mounts, probe=probe)
+    run = execute(nb_path, workdir, settings, env=env, ro_mounts=mounts, probe=probe, **extra)
     if run.status in CACHEABLE:
         tmp = entry.with_name(entry.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)

@@ -27,10 +27,14 @@ from grader.sandbox import (KERNEL_NAME, PROBE_MOUNT, Sandbox,
                             SandboxError, find_tool)
 
 __all__ = ["ExecSettings", "CellResult", "ProbeRequest", "ProbeResult", "NotebookRun",
-           "SandboxError", "execute_notebook", "preflight"]
+           "SandboxError", "execute_notebook", "preflight", "read_notebook"]
 
 MAX_IMAGES_PER_CELL = 50
 MAX_IMAGE_CHARS = 4_000_000          # base64 characters of one image
+MAX_IMAGE_CHARS_TOTAL = 20_000_000   # base64 characters of all images kept from one notebook
+TEXT_CELLS_BUDGET = 50               # text kept from one notebook: this many cells' worth
+MAX_KEPT_TRACEBACKS = 20             # error cells whose traceback goes into the record
+DISK_POLL_S = 0.25
 MAX_TRACEBACK_LINES = 200
 PROBE_OUT_MAX_BYTES = 20 << 20
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -48,6 +52,8 @@ class ExecSettings:
     colab: str = "neutralize"
     max_output_chars: int = 20000
     probe_timeout_s: float = 300
+    disk_mb: int = 2048                  # work folder + probe output, polled; the kernel is killed beyond
+    max_files: int = 20000
 
 
 @dataclass
@@ -136,6 +142,9 @@ class _BoundedClient(NotebookClient):
                  **kw: Any) -> None:
         super().__init__(nb, km=km, **kw)
         self._max_chars = max(max_chars, 200)
+        # Budgets for the whole notebook, so many cells of floods stay small too.
+        self._text_left = self._max_chars * TEXT_CELLS_BUDGET
+        self._image_chars_left = MAX_IMAGE_CHARS_TOTAL
         self.begin_cell()
 
     def begin_cell(self) -> None:
@@ -151,7 +160,10 @@ class _BoundedClient(NotebookClient):
         content = msg.get("content", {})
         if msg_type == "stream":
             text = str(content.get("text", ""))
-            room = self._max_chars // 2 - self._head_chars
+            if self._text_left <= 0:
+                self._dropped_chars += len(text)
+                return None
+            room = min(self._max_chars // 2 - self._head_chars, self._text_left)
             if room <= 0:
                 self._to_tail(content.get("name", "stdout"), text)
                 return None
@@ -159,20 +171,30 @@ class _BoundedClient(NotebookClient):
                 self._to_tail(content.get("name", "stdout"), text[room:])
                 text = text[:room]
             self._head_chars += len(text)
+            self._text_left -= len(text)
             msg = {**msg, "content": {**content, "text": text}}
         elif msg_type in ("display_data", "execute_result"):
             data = dict(content.get("data", {}))
             images = [k for k in data if k.startswith("image/")]
             if images:
-                if (self._images >= MAX_IMAGES_PER_CELL
+                size = sum(len(str(data[k])) for k in images)
+                if (self._images >= MAX_IMAGES_PER_CELL or size > self._image_chars_left
                         or any(len(str(data[k])) > MAX_IMAGE_CHARS for k in images)):
                     self._dropped_images += 1
                     return None
                 self._images += 1
+                self._image_chars_left -= size
+            if self._text_left <= 0:
+                self._dropped_chars += sum(len(str(v)) for k, v in data.items() if not k.startswith("image/"))
+                data = {k: v for k, v in data.items() if k.startswith("image/")}
+                if not data:
+                    return None
             for key, value in data.items():
                 if not key.startswith("image/") and isinstance(value, str) and len(value) > self._max_chars:
                     data[key] = value[: self._max_chars] + "\n[output truncated]"
                     self._dropped_chars += len(value) - self._max_chars
+                if not key.startswith("image/"):
+                    self._text_left -= len(str(data[key]))
             msg = {**msg, "content": {**content, "data": data}}
         elif msg_type == "error":
             tb = list(content.get("traceback", []))
@@ -200,11 +222,18 @@ class _BoundedClient(NotebookClient):
                 self._dropped_chars += excess
 
     def finish_cell(self, cell: nbformat.NotebookNode) -> None:
+        tail = []
+        for name, text in self._tail:
+            if self._text_left > 0:
+                tail.append((name, text))
+                self._text_left -= len(text)
+            else:
+                self._dropped_chars += len(text)
         if self._dropped_chars or self._dropped_images:
             note = (f"\n[grader] output truncated: {self._dropped_chars} characters and "
                     f"{self._dropped_images} images were not kept\n")
             cell.outputs.append(nbformat.v4.new_output("stream", name="stderr", text=note))
-        for name, text in self._tail:
+        for name, text in tail:
             cell.outputs.append(nbformat.v4.new_output("stream", name=name, text=text))
         self.begin_cell()
 
@@ -274,6 +303,9 @@ class _State:
     canary: str = ""
     probe: ProbeResult | None = None
     km: Any = None
+    why_stopped: str = ""               # why the grader stopped a kernel it found misbehaving
+    prelude: str | None = None          # grader code run hidden before the first cell
+    prelude_status: str = ""
 
 
 def _copy_out(src: Path, dst: Path) -> None:
@@ -297,6 +329,42 @@ def _copy_out(src: Path, dst: Path) -> None:
             budget -= len(data)
             (dst / rel).mkdir(parents=True, exist_ok=True)
             (dst / rel / name).write_bytes(data)
+
+
+def _disk_usage(roots: list[Path], max_entries: int) -> tuple[int, int]:
+    """(bytes allocated, entries) under roots, links not followed; stops past max_entries."""
+    used = entries = 0
+    stack = [str(r) for r in roots]
+    while stack and entries <= max_entries:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    entries += 1
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    used += st.st_blocks * 512
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    return used, entries
+
+
+async def _watch_disk(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: Path) -> None:
+    """RLIMIT_FSIZE caps one file; this caps what the kernel writes to host disk in total
+    (work folder, probe output, connection folder), polled, by killing the kernel."""
+    roots = [workdir, sbx.stage_out, sbx.conn_dir]
+    limit = settings.disk_mb << 20
+    while True:
+        await asyncio.sleep(DISK_POLL_S)
+        used, entries = await asyncio.to_thread(_disk_usage, roots, settings.max_files)
+        if used > limit or entries > settings.max_files:
+            state.why_stopped = (f"it wrote more than the {settings.disk_mb} MiB allowed on disk" if used > limit
+                          else f"it created more than the {settings.max_files} files allowed")
+            await asyncio.to_thread(sbx.kill_all, 5.0)
+            return
 
 
 def _clear_dir(path: Path) -> None:
@@ -342,6 +410,7 @@ async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: P
             state.detail = f"the sandboxed kernel did not start ({_short(str(e), 200)})" + (
                 f"; launcher said: {_short(log, 400)}" if log else "")
             return
+        watchdog = asyncio.ensure_future(_watch_disk(state, sbx, settings, workdir))
         try:
             proc = getattr(km.provisioner, "process", None)
             await asyncio.to_thread(sbx.note_started, getattr(proc, "pid", None))
@@ -353,6 +422,11 @@ async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: P
                 state.detail = f"sandbox check failed: {summary if not ok else status}"
                 return
             state.canary = summary
+            if state.prelude:
+                # Hidden and outside the history, so execution counts stay those students see.
+                status, _out, reply = await _run_hidden(client, state.prelude, 120)
+                state.prelude_status = "installed" if status == "ok" else (
+                    f"failed ({status}: {_short(reply.get('ename'), 80)} {_short(reply.get('evalue'), 200)})")
             for result in state.cells:
                 cell = nb.cells[result.index]
                 if not _source(cell).strip():
@@ -377,16 +451,19 @@ async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: P
                 result.seconds = time.monotonic() - state.current_started
                 reply = replies.get(result.index, {})
                 if reply.get("status") == "error":
+                    kept = sum(1 for c in state.cells if c.traceback is not None)
                     result.status = "error"
                     result.error_name = _short(reply.get("ename"), 200) or "Error"
-                    result.error_value = _short(reply.get("evalue"), 1000)
-                    result.traceback = trim_traceback(reply.get("traceback"))
+                    result.error_value = _short(reply.get("evalue"), 1000 if kept < MAX_KEPT_TRACEBACKS else 200)
+                    if kept < MAX_KEPT_TRACEBACKS:   # the record stays small however many cells fail
+                        result.traceback = trim_traceback(reply.get("traceback"))
                 else:
                     result.status = "ok"
             state.current = None
             if probe is not None:
                 await _run_probe(state, client, sbx, settings, probe)
         finally:
+            watchdog.cancel()
             await setup.__aexit__(None, None, None)
     finally:
         if client.kc is not None:
@@ -487,6 +564,10 @@ def _finish(state: _State, settings: ExecSettings, sbx: Sandbox | None) -> tuple
         idx = state.current
         return ("timeout", f"{_cell_label(nb, idx)} ran longer than the {settings.cell_timeout_s:g} s "
                 "limit per cell and was stopped; later cells were not run.", idx)
+    if state.outcome == "kernel_died" and state.why_stopped:
+        where = _cell_label(nb, state.current) if state.current is not None else "the grader's checks"
+        return ("kernel_died", f"The Python kernel was stopped while running {where}: "
+                f"{state.why_stopped}; later cells were not run.", state.current)
     if state.outcome == "kernel_died":
         idx = state.current
         oom = sbx is not None and sbx.oom_kills() > 0
@@ -516,18 +597,29 @@ def _write_executed(nb: nbformat.NotebookNode, nb_path: Path, workdir: Path) -> 
         return None
 
 
-def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
-                     env: dict[str, str] | None = None,
-                     ro_mounts: list[tuple[Path, str]] | None = None,
-                     probe: ProbeRequest | None = None) -> NotebookRun:
-    t0 = time.monotonic()
-    workdir = Path(workdir)
+def read_notebook(nb_path: Path) -> tuple[nbformat.NotebookNode | None, str]:
+    """The notebook as nbformat 4, or (None, why it cannot be run). Never raises."""
     try:
         nb = nbformat.read(str(nb_path), as_version=4)
         nbformat.validate(nb)
+    # nbformat raises many types (and RecursionError) for damaged notebooks.
     except Exception as e:
-        return NotebookRun("invalid", f"The notebook file could not be read as a Jupyter notebook: "
-                           f"{_short(str(e), 200)}.", None, [], time.monotonic() - t0, {}, [], None, None)
+        return None, f"The notebook file could not be read as a Jupyter notebook: {_short(str(e), 200)}."
+    return nb, ""
+
+
+def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
+                     env: dict[str, str] | None = None,
+                     ro_mounts: list[tuple[Path, str]] | None = None,
+                     probe: ProbeRequest | None = None,
+                     prelude: str | None = None) -> NotebookRun:
+    """``prelude``: grader code run in the kernel after the sandbox check and before the first
+    cell (e.g. instrumentation); it sees the probe folder (/grader/probe) read-only."""
+    t0 = time.monotonic()
+    workdir = Path(workdir)
+    nb, why = read_notebook(nb_path)
+    if nb is None:
+        return NotebookRun("invalid", why, None, [], time.monotonic() - t0, {}, [], None, None)
     neutralized: list[dict] = []
     if settings.colab == "neutralize":
         nb, neutralized = colab.neutralize(nb)
@@ -536,24 +628,36 @@ def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
             cell.outputs = []
             cell.execution_count = None
     state = _State(nb=nb, cells=[CellResult(i, "not_run", 0.0) for i, c in enumerate(nb.cells)
-                                 if c.cell_type == "code"])
+                                 if c.cell_type == "code"], prelude=prelude)
     limits: dict[str, str] = {}
     sbx: Sandbox | None = None
     try:
         with Sandbox(workdir=workdir.resolve(), memory_mb=settings.memory_mb,
                      pids_max=settings.pids_max, tmp_mb=settings.tmp_mb,
                      fsize_mb=settings.fsize_mb, cpu_s=settings.cpu_s, env=dict(env or {}),
-                     ro_mounts=list(ro_mounts or []), with_probe=probe is not None) as sbx:
+                     ro_mounts=list(ro_mounts or []),
+                     with_probe=probe is not None or bool(prelude)) as sbx:
             limits = dict(sbx.limits)
             limits["cell_timeout"] = f"{settings.cell_timeout_s:g} s per cell"
+            limits["disk"] = (f"{settings.disk_mb} MiB and {settings.max_files} files written to disk, "
+                              f"polled every {DISK_POLL_S:g} s (the kernel is killed beyond)")
+            limits["output"] = (f"{settings.max_output_chars} characters of text per cell, "
+                                f"{TEXT_CELLS_BUDGET * settings.max_output_chars} per notebook; "
+                                f"{MAX_IMAGES_PER_CELL} images per cell, {MAX_IMAGE_CHARS_TOTAL // 1_000_000} MB "
+                                "of images per notebook")
             limits["notebook_timeout"] = f"{settings.notebook_timeout_s:g} s for the notebook"
             try:
                 _run_coroutine(_main(state, sbx, settings, workdir, probe))
             except SandboxError:
                 raise
             except Exception as e:  # keep a batch going; the run is reported as not executed
-                state.outcome = "sandbox_failed"
-                state.detail = f"internal error while running the kernel: {type(e).__name__}: {_short(str(e), 200)}"
+                if state.canary:   # student code had started: it broke its kernel, not the sandbox
+                    state.outcome = "kernel_died"
+                    state.why_stopped = (f"the kernel stopped following the Jupyter protocol "
+                                         f"({type(e).__name__}: {_short(str(e), 200)})")
+                else:
+                    state.outcome = "sandbox_failed"
+                    state.detail = f"internal error while running the kernel: {type(e).__name__}: {_short(str(e), 200)}"
             status, message, first = _finish(state, settings, sbx)
             left = sbx.kill_all()
             if left:
@@ -563,6 +667,8 @@ def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
         status, message, first = _finish(state, settings, None)
     if state.canary:
         limits["sandbox_check"] = state.canary
+    if state.prelude_status:
+        limits["prelude"] = state.prelude_status
     probe_result = state.probe
     if probe is not None and probe_result is None:
         probe_result = ProbeResult("not_run", 0.0, f"the notebook ended with status {status}")

@@ -22,7 +22,7 @@ def columns(rubric: Rubric) -> list[str]:
             cols.append(f"part:{p.id}:extra")
     cols += [f"item:{i.id}" for i in rubric.items]
     cols += ["raw_total", "penalty:naming_pct", "penalty:late_pct", "penalty:not_executable_pct",
-             "penalty_total_pct", "final_score", "staff_pending", "reason", "zip_name"]
+             "penalty_total_pct", "final_score", "staff_pending", "review", "reason", "zip_name"]
     return cols
 
 
@@ -44,6 +44,7 @@ def csv_row(rubric: Rubric, r: Record) -> dict:
     row["penalty_total_pct"] = r.score.get("penalty_pct", 0.0)
     row["final_score"] = r.score.get("final", 0.0)
     row["staff_pending"] = r.score.get("pending_items", 0)
+    row["review"] = " ".join(i["id"] for i in r.items if i.get("review"))   # items staff should look at
     return row
 
 
@@ -70,6 +71,11 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+def _oneline(text: str | None, limit: int = 300) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _trim_traceback(text: str | None) -> str:
     if not text:
         return ""
@@ -80,7 +86,8 @@ def _trim_traceback(text: str | None) -> str:
     return out if len(out) <= MAX_TRACEBACK_CHARS else out[:MAX_TRACEBACK_CHARS] + "\n... (cut)"
 
 
-def feedback_markdown(rubric: Rubric, r: Record) -> str:
+def feedback_markdown(rubric: Rubric, r: Record, images: dict[str, str] | None = None) -> str:
+    """``images``: item id -> file name of a figure written beside the report."""
     s = r.score
     lines = [f"# {rubric.title}: feedback for {r.net_id}", ""]
     if r.status == "rejected":
@@ -113,7 +120,7 @@ def feedback_markdown(rubric: Rubric, r: Record) -> str:
     if r.penalties:
         lines += ["## Penalties", ""]
         for p in r.penalties:
-            lines.append(f"- **{p['kind'].replace('_', ' ')}: {_fmt(p['pct'])}%**: {p['reason']}")
+            lines.append(f"- **{p['kind'].replace('_', ' ')}: {_fmt(p['pct'])}%**: {_oneline(p['reason'], 600)}")
         lines += [f"- Penalties are percentages of your score, added up and capped at 100%: "
                   f"{_fmt(s.get('penalty_pct', 0))}% in all.", ""]
 
@@ -129,8 +136,12 @@ def feedback_markdown(rubric: Rubric, r: Record) -> str:
         lines += [f"## {p.file}: {_fmt(got.get('points', 0))} / {_fmt(p.points)}{extra}", ""]
         run = r.notebooks.get(p.id)
         if run:
-            lines += _run_section(run)
-        for it in by_part.get(p.id, []):
+            lines += _run_section(run, rubric.execution.test_failures)
+        mine = by_part.get(p.id, [])
+        if mine and all(it["status"] == "pending" for it in mine):
+            lines += [f"All {len(mine)} items of this part are graded by course staff; not graded yet.", ""]
+            continue
+        for it in mine:
             mark = {"passed": "✔", "partial": "◐", "pending": "…"}.get(it["status"], "✘")
             lines.append(f"- {mark} **{it['title']}** ({_fmt(it['points'])} / {_fmt(it['possible'])}"
                          f"{', extra credit' if it['extra'] else ''}): {STATUS_WORDS.get(it['status'], it['status'])}"
@@ -140,13 +151,15 @@ def feedback_markdown(rubric: Rubric, r: Record) -> str:
                     lines.append(f"    - {sub['name']} ({_fmt(sub['points'])} / {_fmt(sub['possible'])}): {sub['message']}")
             if it.get("review"):
                 lines.append("    - flagged for a staff review")
+            if images and it["id"] in images:
+                lines.append(f"    - ![{it['id']}]({images[it['id']]})")
         lines.append("")
     if r.warnings and r.status != "error":
         lines += ["## Notes from the grader", ""] + [f"- {w}" for w in r.warnings if not w.startswith("Traceback")] + [""]
     return "\n".join(lines)
 
 
-def _run_section(run: dict) -> list[str]:
+def _run_section(run: dict, test_failures: tuple[str, ...] = ()) -> list[str]:
     out = []
     status = run["status"]
     if status == "completed":
@@ -159,7 +172,10 @@ def _run_section(run: dict) -> list[str]:
         if c["status"] in ("error", "timeout", "kernel_died"):
             head = f"- cell {c['index'] + 1} of the notebook: {c['status']}"
             if c.get("error_name"):
-                head += f": {c['error_name']}: {c.get('error_value') or ''}".rstrip()
+                head += f": {c['error_name']}: {_oneline(c.get('error_value'), 200)}".rstrip()
+            if c.get("error_name") in test_failures:
+                head += (" (a check inside your notebook failed: this costs no execution penalty; "
+                         "the items below score the answer)")
             out.append(head)
             tb = _trim_traceback(c.get("traceback"))
             if tb:
@@ -180,4 +196,26 @@ def report_name(r: Record, taken: set[str]) -> str:
 def write_reports(rubric: Rubric, records: list[Record], out: Path) -> None:
     taken: set[str] = set()
     for r in sorted(records, key=lambda r: (r.net_id, r.zip_name)):
-        write_atomic(out / "feedback" / report_name(r, taken), feedback_markdown(rubric, r))
+        name = report_name(r, taken)
+        images = write_figures(r, out / "feedback", Path(name).stem) if r.status == "graded" else {}
+        write_atomic(out / "feedback" / name, feedback_markdown(rubric, r, images))
+
+
+def write_figures(r: Record, folder: Path, stem: str) -> dict[str, str]:
+    """Figures from plain data in the record (e.g. the measured training curve); a figure that
+    cannot be drawn is left out, never stops the report."""
+    from grader.figures import training_curve_png
+    out = {}
+    for it in r.items:
+        data = it.get("data") or {}
+        if data.get("plot") != "training_curve":
+            continue
+        name = f"{stem}.{it['part']}.png" if not out else f"{stem}.{it['id']}.png"
+        try:
+            png = training_curve_png(data)
+        except Exception:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(png)
+        out[it["id"]] = name
+    return out

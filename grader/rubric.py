@@ -57,6 +57,9 @@ class ExecutionSettings:
     tmp_mb: int
     colab: str
     threads: int                  # OMP/MKL threads of a student kernel: predictable and fair on a shared machine
+    # Errors that mean "the notebook's own test failed" (a wrong answer, scored by the items),
+    # not "the code cannot be executed": recorded and shown, but no execution penalty.
+    test_failures: tuple[str, ...] = ("AssertionError", "GradcheckError")
 
 
 @dataclass(frozen=True)
@@ -300,6 +303,7 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
         tmp_mb=int(e.num("tmp_mb", 512, minimum=16)),
         colab=e.one_of("colab", COLAB_MODES, "neutralize"),
         threads=int(e.num("threads", 1, minimum=1)),
+        test_failures=e.strs("test_failures", ("AssertionError", "GradcheckError")),
     )
     e.no_unknown_keys()
 

@@ -23,6 +23,7 @@ from grader import deadline as deadline_stage
 from grader.cache import cached_execute
 from grader.checks import KINDS, ItemResult, JudgeContext
 from grader.checks.base import PlanContext, not_run
+from grader.checks.gating import apply_requires
 from grader.execute import ExecSettings, NotebookRun, ProbeRequest, execute_notebook
 from grader.intake import IntakePolicy, IntakeResult, intake
 from grader.record import Record, to_jsonable
@@ -206,10 +207,10 @@ def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Reco
         run, ctx = _run_notebook(part, path, rubric, settings, work, datasets, staff, got.net_id)
         record.notebooks[part.id] = to_jsonable(run)
         record.timing[f"{part.id}_s"] = round(run.seconds, 3)
-        if not run.executable():
+        if not executable(run, rubric.execution.test_failures):
             not_executable.append(f"{part.file}: {run.message}")
         t0 = time.monotonic()
-        items += [KINDS[i.kind].judge(i, ctx) for i in part_items]
+        items += apply_requires(part_items, [KINDS[i.kind].judge(i, ctx) for i in part_items])
         if run.probe is not None:
             record.timing[f"{part.id}_probe_s"] = round(run.probe.seconds, 3)
         record.timing[f"{part.id}_checks_s"] = round(time.monotonic() - t0 + ctx.plan_s, 3)
@@ -259,10 +260,14 @@ def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSetting
         probe_out.mkdir(parents=True)
         (probe_in / "plan.json").write_text(json.dumps({"seed": settings.seed % 2**31, "actions": actions}))
         probe = ProbeRequest(code=PROBE_CODE, in_dir=probe_in, out_dir=probe_out)
+    # Code a check kind needs in the kernel before the first student cell (instrumentation).
+    preludes = [code for i in part_items if (code := _prelude(i))]
+    prelude = "\n".join(dict.fromkeys(preludes)) or None
     threads = str(rubric.execution.threads)
     env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **dict(part.env)}
     run, reused = cached_execute(settings.cache_dir if settings.reuse_runs else None, nb_path, run_dir,
-                                 exec_settings(rubric, settings), env, mounts, probe, execute_notebook)
+                                 exec_settings(rubric, settings), env, mounts, probe, execute_notebook,
+                                 prelude=prelude)
     if reused:  # staff-only: the feedback must not tell a student that an identical notebook exists
         run.limits = {**run.limits, "reused_run": "identical notebook and inputs already run (grader/cache.py)"}
     probe_ok = run.probe is not None and run.probe.status == "ok"
@@ -276,6 +281,19 @@ def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSetting
                        executed_path=run.executed_path, reference_dir=rubric.reference_dir,
                        private=plan.private, plan_s=plan_s)
     return run, ctx
+
+
+def _prelude(item) -> str | None:
+    hook = getattr(KINDS[item.kind], "prelude", None)
+    return hook(item) if hook is not None else None
+
+
+def executable(run: NotebookRun, test_failures: tuple[str, ...]) -> bool:
+    """Ran top to bottom; a cell whose only fault is a failed test of the notebook's own
+    (an assert on a wrong answer) does not make the code unexecutable: the items score it."""
+    if run.status == "completed":
+        return True
+    return run.status == "errors" and all(c.error_name in test_failures for c in run.cells if c.status == "error")
 
 
 def _short_reason(items: list[ItemResult], penalties: list[Penalty]) -> str:

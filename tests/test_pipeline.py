@@ -112,6 +112,9 @@ def graded(tmp_path_factory):
     # Raises in the middle; the cell after it still runs, so `answer` exists.
     make_zip(subs / "bb222.zip", {"theory.pdf": pdf, "work.ipynb": notebook(
         "def f(x):\n    return x", "undefined_name + 1", "answer = 2")})
+    # Its own self-check asserts on a wrong answer: scored by the items, no execution penalty.
+    make_zip(subs / "hh888.zip", {"theory.pdf": pdf, "work.ipynb": notebook(
+        "def f(x):\n    return x", "assert f(1) == 2, 'f(1) should be 2'", "answer = 1")})
     # Loops forever in its second cell: stopped by the 4 s cell timeout; `answer` never defined.
     make_zip(subs / "cc333.zip", {"theory.pdf": pdf, "work.ipynb": notebook(
         "def f(x):\n    return x", "while True:\n    pass", "answer = 3")})
@@ -127,7 +130,7 @@ def graded(tmp_path_factory):
         "net_id,submitted_at\n"
         "aa111,2025-10-05T20:00:00-04:00\nbb222,2025-10-05T23:59:00-04:00\ncc333,2025-10-05T10:00:00-04:00\n"
         "dd444,2025-10-06T02:59:00-04:00\nee555,2025-10-07T05:59:00-04:00\nff666,2025-10-05T10:00:00-04:00\n"
-        "gg777,2025-10-05T10:00:00-04:00\n")
+        "gg777,2025-10-05T10:00:00-04:00\nhh888,2025-10-05T10:00:00-04:00\n")
     (subs / "staff_scores.csv").write_text("net_id,theory.q1\naa111,3\n")
     out = root / "out"
     rc = cli_main(["grade", str(subs), "--rubric", str(root / "mini.toml"), "--out", str(out)])
@@ -138,9 +141,9 @@ def graded(tmp_path_factory):
 
 def test_one_row_per_submission(graded):
     out, grades = graded
-    assert sorted(grades.index) == ["aa111", "bb222", "cc333", "dd444", "ee555", "ff666", "gg777"]
-    assert len(list((out / "records").glob("*.json"))) == 7
-    assert len(list((out / "feedback").glob("*.md"))) == 7
+    assert sorted(grades.index) == ["aa111", "bb222", "cc333", "dd444", "ee555", "ff666", "gg777", "hh888"]
+    assert len(list((out / "records").glob("*.json"))) == 8
+    assert len(list((out / "feedback").glob("*.md"))) == 8
     possible = pd.read_csv(out / "points_possible.csv")
     assert possible.loc[0, "final_score"] == 10 and possible.loc[0, "item:nb.f"] == 4
 
@@ -164,6 +167,16 @@ def test_error_in_the_middle_continues_and_costs_the_execution_penalty(graded):
     assert row["final_score"] == pytest.approx(6 * 0.8)
     feedback = (out / "feedback" / "bb222.md").read_text()
     assert "NameError" in feedback and "undefined_name" in feedback
+
+
+def test_a_failed_self_check_costs_no_execution_penalty(graded):
+    out, g = graded
+    row = g.loc["hh888"]
+    assert row["penalty:not_executable_pct"] == 0 and row["item:nb.answer"] == 2
+    rec = load_record(out / "records" / "hh888.zip.json")
+    assert rec.notebooks["nb"]["status"] == "errors"
+    feedback = (out / "feedback" / "hh888.md").read_text()
+    assert "AssertionError: f(1) should be 2" in feedback and "costs no execution penalty" in feedback
 
 
 def test_infinite_loop_is_stopped_and_the_batch_goes_on(graded):

@@ -10,8 +10,9 @@ from grader.checks.module import Module
 from grader.checks.staff import Staff
 from grader.checks.static import Static
 from grader.checks.structure import Structure
+from grader.checks.training import Training
 
 KINDS: dict[str, CheckKind] = {k.name: k for k in (Exists(), Staff(), Function(), Module(), Structure(),
-                                                   Behaviour(), Static(), Artifact())}
+                                                   Behaviour(), Static(), Artifact(), Training())}
 
 __all__ = ["KINDS", "CheckKind", "ItemResult", "JudgeContext", "PlanContext", "SubResult"]

@@ -6,7 +6,10 @@ Neither judges content: the messages say so, and staff read the answers.
 
 Params: rules = array of tables, each with one of
   images = n       at least n image outputs (``mime``, default any image/*) in the code
-                   cells of ``section`` (a heading regex)
+                   cells of ``section`` (a heading regex), or of the cells after the markdown
+                   cell matching ``after`` up to the next heading
+  text = "regex"   the text the code cells of ``section`` (or ``after``) printed or displayed in
+                   the grader's run matches (e.g. an accuracy printed with a number)
   answer = "placeholder regex"   the markdown cell right after the cell matching ``after`` (a
                    regex of the question's text), or the markdown of ``section``, no longer contains the placeholder
                    and has at least ``min_chars`` characters of text (default 20)
@@ -22,7 +25,7 @@ from grader.checks.notebook_text import Cell, heading_level, read_cells, section
 from grader.checks.static import rules_by_subcheck
 from grader.rubric import Item
 
-RULES = ("images", "answer")
+RULES = ("images", "answer", "text")
 EXTRA = {"mime", "after", "min_chars"}
 
 
@@ -37,6 +40,12 @@ class Artifact:
             for r in rules:
                 if "images" in r and (not isinstance(r["images"], int) or r["images"] < 1):
                     raise p.err("rules", f"images = n needs a positive integer, got {r['images']!r}")
+                for key in ("text", "after"):
+                    if key in r and ("images" in r or "text" in r):
+                        try:
+                            re.compile(r[key])
+                        except (re.error, TypeError):
+                            raise p.err("rules", f"{key} = {r[key]!r} is not a valid regular expression") from None
                 if "answer" in r:
                     for key in ("answer", "after"):
                         if key in r:
@@ -65,16 +74,25 @@ class Artifact:
 
     def rule(self, r: dict, ctx: JudgeContext) -> tuple[bool, str]:
         where = f" under the heading matching {r['section']!r}" if r.get("section") else ""
-        if "images" in r:
+        if "after" in r and ("images" in r or "text" in r):
+            where = f" after the cell matching {r['after']!r}"
+        if "images" in r or "text" in r:
             if ctx.executed_path is None:
-                return False, "the notebook did not run, so it produced no plots"
+                return False, "the notebook did not run, so it produced no output"
             try:
                 cells = read_cells(ctx.executed_path)
             except Exception:
                 return False, "the grader's run of the notebook could not be read"
-            scope = section(cells, r.get("section"))
+            scope = _after(cells, r["after"]) if "after" in r else section(cells, r.get("section"))
             if scope is None:
-                return False, f"no heading matching {r['section']!r} was found in the notebook"
+                return False, (f"no cell matching {r['after']!r} was found in the notebook" if "after" in r
+                               else f"no heading matching {r['section']!r} was found in the notebook")
+            if "text" in r:
+                rx = re.compile(r["text"], re.MULTILINE)
+                shown = "\n".join(_output_text(o) for c in scope if c.kind == "code" for o in c.outputs)
+                if not rx.search(shown):
+                    return False, f"presence check: nothing{where} in the grader's run printed text matching {r['text']!r}"
+                return True, f"presence check: the expected output{where} is there (content not judged)"
             mime = r.get("mime")
             count = sum(1 for c in scope if c.kind == "code" for o in c.outputs
                         for key in (o.get("data") or {})
@@ -99,6 +117,28 @@ class Artifact:
         if len(words) < need:
             return False, f"presence check: the answer has {len(words)} characters of text, at least {need} expected"
         return True, "presence check: an answer is there (staff read it)"
+
+
+def _output_text(o: dict) -> str:
+    if o.get("output_type") == "stream":
+        t = o.get("text", "")
+    else:
+        t = (o.get("data") or {}).get("text/plain", "")
+    return t if isinstance(t, str) else "".join(t)
+
+
+def _after(cells: list[Cell], pattern: str) -> list[Cell] | None:
+    """Cells after the first markdown cell matching ``pattern``, up to the next heading."""
+    rx = re.compile(pattern, re.IGNORECASE | re.MULTILINE)
+    for pos, cell in enumerate(cells):
+        if cell.kind == "markdown" and rx.search(cell.source):
+            body = []
+            for nxt in cells[pos + 1:]:
+                if heading_level(nxt) is not None:
+                    break
+                body.append(nxt)
+            return body
+    return None
 
 
 def _answer_region(cells: list[Cell], r: dict) -> list[Cell] | None:

@@ -30,6 +30,7 @@ class ItemResult:
     message: str
     subchecks: list[SubResult] = field(default_factory=list)
     review: bool = False          # staff should look at this item
+    data: dict[str, Any] = field(default_factory=dict)   # plain JSON for the report (e.g. a curve to plot)
 
 
 @dataclass
@@ -85,7 +86,7 @@ class CheckKind(Protocol):
 
 
 def result(item: Item, subs: list[SubResult], status: str | None = None, message: str = "",
-           review: bool = False) -> ItemResult:
+           review: bool = False, data: dict[str, Any] | None = None) -> ItemResult:
     points = round(sum(s.points for s in subs), 6)
     possible = item.points
     if status is None:
@@ -93,7 +94,7 @@ def result(item: Item, subs: list[SubResult], status: str | None = None, message
     if not message:
         message = "; ".join(s.message for s in subs if s.message)
     return ItemResult(item.id, item.part, item.title, item.kind, points, possible, item.extra,
-                      status, message, subs, review)
+                      status, message, subs, review, data or {})
 
 
 def not_run(item: Item, why: str) -> ItemResult:

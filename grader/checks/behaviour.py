@@ -14,7 +14,14 @@ mode = "cases": the generator returns a list of {args = [...], target = ..., gro
 
 Params: mode, generator_args, method, transform, batch_size, eval (default true),
   min_accuracy (0..1), per_group (every group must reach min_accuracy), scorer,
-  compare {subcheck = "accuracy" | "all_groups" | "group:<name>" | "runs"}.
+  thresholds = [{min = 0.99, fraction = 1.0}, {min = 0.95, fraction = 0.5}]: graded credit, the
+    fraction of the highest threshold reached (min_accuracy defaults to the highest min),
+  input_format = "pil": classify inputs are uint8 (N, H, W, 3) images handed to the student's
+    ``transform`` as PIL images, so the model sees them as the notebook prepares its own data,
+  recorded = "name": a number or list of numbers the notebook computed (last one counts),
+    compared with min_accuracy as the "recorded" facet; it is what the notebook claims, so
+    rubrics give it little weight,
+  compare {subcheck = "accuracy" | "all_groups" | "group:<name>" | "runs" | "recorded"}.
 """
 from __future__ import annotations
 
@@ -29,7 +36,7 @@ from grader.checks.common import (Params, encode, item_seed, load_answer, need_r
 from grader.checks.compare import Tolerance, compare
 from grader.rubric import Item
 
-_FACET = re.compile(r"^(accuracy|all_groups|group:.+|runs|all)$")
+_FACET = re.compile(r"^(accuracy|all_groups|group:.+|runs|recorded|all)$")
 
 
 class Behaviour:
@@ -39,7 +46,7 @@ class Behaviour:
     def validate(self, item: Item) -> None:
         p = Params(item)
         p.only({"mode", "generator_args", "method", "transform", "batch_size", "eval", "min_accuracy",
-                "per_group", "scorer", "compare", "rtol", "atol"})
+                "per_group", "scorer", "compare", "rtol", "atol", "thresholds", "input_format", "recorded"})
         need_target(item)
         need_reference(item)
         if p.str("mode", "classify") not in ("classify", "cases"):
@@ -52,7 +59,24 @@ class Behaviour:
         if (p.int("batch_size", 64) or 0) < 1:
             raise p.err("batch_size", "expected a positive integer")
         p.get("eval", (bool,), "true or false")
-        acc = p.num("min_accuracy", required=True)
+        thresholds = p.list("thresholds")
+        for i, t in enumerate(thresholds):
+            if not (isinstance(t, dict) and set(t) == {"min", "fraction"}
+                    and all(isinstance(t[k], (int, float)) and not isinstance(t[k], bool) and 0 <= t[k] <= 1
+                            for k in t)):
+                raise p.err(f"thresholds[{i}]", f"expected {{min = 0..1, fraction = 0..1}}, got {t!r}")
+        acc = p.num("min_accuracy", required=not thresholds)
+        if acc is None:
+            acc = max(t["min"] for t in thresholds)
+        if thresholds and not any(t["min"] == acc and t["fraction"] == 1 for t in thresholds):
+            raise p.err("thresholds", f"one threshold must give full credit (fraction = 1) at min_accuracy = {acc:g}")
+        if p.str("input_format", "tensor") not in ("tensor", "pil"):
+            raise p.err("input_format", "expected \"tensor\" or \"pil\"")
+        if p.str("input_format") == "pil" and not p.str("transform"):
+            raise p.err("input_format", "PIL inputs need the student's `transform` to turn them into tensors")
+        rec = p.str("recorded")
+        if rec is not None and not rec.isidentifier():
+            raise p.err("recorded", f"expected a name, got {rec!r}")
         if not 0 <= acc <= 1:
             raise p.err("min_accuracy", f"expected a fraction between 0 and 1, got {acc!r}")
         p.get("per_group", (bool,), "true or false")
@@ -71,7 +95,8 @@ class Behaviour:
         action: dict[str, Any] = {"action": "behaviour", "item": item.id, "target": item.target,
                                   "mode": p.get("mode", "classify"), "method": p.get("method"),
                                   "transform": p.get("transform"), "batch_size": p.get("batch_size", 64),
-                                  "eval": p.get("eval", True), "seed": item_seed(plan.seed, item.id, "probe") % 2**31}
+                                  "eval": p.get("eval", True), "seed": item_seed(plan.seed, item.id, "probe") % 2**31,
+                                  "input_format": p.get("input_format", "tensor"), "recorded": p.get("recorded")}
         if action["mode"] == "classify":
             tensors["inputs"] = data["inputs"].detach().clone().contiguous()
             plan.private[item.id] = {"labels": data["labels"].detach().clone()}
@@ -92,7 +117,8 @@ class Behaviour:
                                      f"`{item.target}` could not be run on the grader's data:\n{trim(answer.data['error'])}")
             return result(item, [SubResult(f.sub.name, 0.0, f.sub.points, why) for f in facets])
         p = item.params
-        need = float(p["min_accuracy"])
+        thresholds = sorted(p.get("thresholds", []), key=lambda t: -t["min"])
+        need = float(p["min_accuracy"]) if "min_accuracy" in p else max(t["min"] for t in thresholds)
         groups: dict[str, list[int]] = {}
         errors = 0
         first_error = ""
@@ -143,6 +169,15 @@ class Behaviour:
                 a = c / n if n else 0.0
                 lines[f"group:{k}"] = (a >= need, f"{k}: accuracy {a:.3f}, needs at least {need:g}")
         lines["runs"] = (errors == 0, f"{errors} call(s) raised an exception; the first:\n{first_error}")
+        if p.get("recorded"):
+            lines["recorded"] = self._recorded(p["recorded"], answer, need)
+        partial = {}
+        for t in thresholds:
+            if t["fraction"] < 1 and overall >= t["min"]:
+                partial["accuracy"] = (t["fraction"], f"accuracy on the grader's {self._count(priv)} fresh inputs is "
+                                                      f"{overall:.3f}: at least {t['min']:g} gives {t['fraction']:g} "
+                                                      f"of the points, {need:g} all of them")
+                break
         per_group_required = bool(p.get("per_group"))
         subs = []
         for f in facets:
@@ -150,15 +185,35 @@ class Behaviour:
             if "all" in wanted:
                 wanted = ["accuracy", "runs"] + (["all_groups"] if per_group_required else [])
             failed = []
+            fraction, partial_msg = 1.0, ""
             for w in wanted:
                 ok, msg = lines.get(w, (False, f"no result for {w}"))
-                if not ok:
+                if not ok and w in partial and len(wanted) == 1:
+                    fraction, partial_msg = partial[w]
+                elif not ok:
                     failed.append(msg)
             note = lines["accuracy"][1].replace("needs at least", "threshold")
-            subs.append(SubResult(f.sub.name, 0.0 if failed else f.sub.points, f.sub.points,
-                                  "; ".join(failed) if failed else note))
+            if failed:
+                subs.append(SubResult(f.sub.name, 0.0, f.sub.points, "; ".join(failed)))
+            elif partial_msg:
+                subs.append(SubResult(f.sub.name, round(f.sub.points * fraction, 6), f.sub.points, partial_msg))
+            else:
+                subs.append(SubResult(f.sub.name, f.sub.points, f.sub.points, note))
         return result(item, subs, message="; ".join(s.message for s in subs if s.points < s.possible)
                       or lines["accuracy"][1].replace("needs at least", "threshold"))
+
+    @staticmethod
+    def _recorded(name: str, answer: Any, need: float) -> tuple[bool, str]:
+        if "recorded_error" in answer.data:
+            return False, f"`{name}` could not be read: {trim(answer.data['recorded_error'], 300)}"
+        v = answer.value(answer.data, "recorded")
+        if type(v) in (list, tuple) and v:
+            v = v[-1]
+        if type(v) is torch.Tensor and v.numel() == 1:
+            v = float(v.reshape(-1)[0])
+        if type(v) not in (int, float) or not 0 <= v <= 1:
+            return False, f"`{name}` should hold accuracies between 0 and 1 (the last one counts)"
+        return v >= need, f"the notebook's own `{name}` ends at {v:.3f}, needs at least {need:g}"
 
     @staticmethod
     def _count(priv: dict) -> int:

@@ -23,6 +23,10 @@ DISTS = ("normal", "uniform", "randint", "onehot", "arange")
 
 # ---------------------------------------------------------------- params validation
 
+# Params read by the engine for every kind (grader/checks/gating.py), not by the kind itself.
+ENGINE_KEYS = {"requires"}
+
+
 class Params:
     """Reads ``item.params`` and raises RubricError naming ``items[i].params.<key>``."""
 
@@ -61,7 +65,7 @@ class Params:
         return self.get(key, (dict,), "a table", default if default is not None else {})
 
     def only(self, allowed: set[str]) -> None:
-        unknown = set(self.data) - allowed
+        unknown = set(self.data) - allowed - ENGINE_KEYS
         if unknown:
             raise RubricError(f"{self.where}: unknown key(s) {', '.join(sorted(unknown))}; "
                               f"this kind reads {', '.join(sorted(allowed))}")
@@ -82,10 +86,14 @@ def need_target(item: Item) -> str:
 
 
 def check_value_spec(p: Params, key: str, spec: Any) -> None:
-    """A literal (number, string, bool, array of literals) or a tensor spec table."""
+    """A literal (number, string, bool, array of literals), a tensor spec table or an object spec."""
+    if isinstance(spec, dict) and any(k in spec for k in OBJECT_KEYS):
+        check_object_spec(p, key, spec)
+        return
     if isinstance(spec, dict):
         if "tensor" not in spec:
-            raise p.err(key, f"a table here must be a tensor spec {{tensor = [shape], ...}}, got {spec!r}")
+            raise p.err(key, f"a table here must be a tensor spec {{tensor = [shape], ...}} or an object "
+                             f"spec {{object = \"torch.nn.Linear\", ...}}, got {spec!r}")
         shape = spec["tensor"]
         if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
             raise p.err(key, f"tensor: expected a shape (array of sizes), got {shape!r}")
@@ -159,8 +167,11 @@ def item_seed(seed: int, item_id: str, salt: str = "") -> int:
     return int.from_bytes(h[:8], "little") & (2**62 - 1)
 
 
-def make_value(spec: Any, gen: torch.Generator) -> Any:
-    """Trusted-side input from a spec; arrays of literals become tuples."""
+def make_value(spec: Any, gen: torch.Generator, scratch: dict | None = None) -> Any:
+    """Trusted-side input from a spec; arrays of literals become tuples. ``scratch`` holds the
+    objects of the current case by name (for ``params_of`` and ``loss_of``)."""
+    if isinstance(spec, dict) and any(k in spec for k in OBJECT_KEYS):
+        return make_object(spec, gen, {} if scratch is None else scratch)
     if isinstance(spec, dict):
         shape = tuple(spec["tensor"])
         dist = spec.get("dist", "normal")
@@ -180,8 +191,158 @@ def make_value(spec: Any, gen: torch.Generator) -> Any:
             t = torch.randn(shape, generator=gen, dtype=torch.float64) * float(spec.get("scale", 1.0))
         return t.to(dtype)
     if isinstance(spec, list):
-        return tuple(make_value(s, gen) for s in spec)
+        return tuple(make_value(s, gen, scratch) for s in spec)
     return spec
+
+
+# ---------------------------------------------------------------- object specs
+# Objects the probe builds in the student's kernel, declared as data: a constructor from a
+# fixed allow-list (the plan cannot name anything else, and the probe holds the same list),
+# literal or nested arguments, and the trusted side's random state. Forms:
+#   {object = "torch.nn.Linear", args = [...], kwargs = {...}, name = "model", stale_grad = true}
+#   {params_of = "model"}                      the parameters of a named object of the case
+#   {loss_of = "model", input = <tensor spec>, weights = <tensor spec>}
+#                                              sum(model(input) * weights), a scalar with a graph
+ALLOWED_OBJECTS = ("torch.nn.Linear", "torch.nn.Sequential", "torch.nn.Flatten", "torch.nn.ReLU",
+                   "torch.nn.Tanh", "torch.nn.Sigmoid", "torch.nn.LogSoftmax", "torch.nn.Softmax",
+                   "torch.nn.Conv2d", "torch.nn.BatchNorm2d", "torch.nn.CrossEntropyLoss",
+                   "torch.nn.NLLLoss", "torch.nn.MSELoss", "torch.optim.SGD", "torch.optim.Adam")
+OBJECT_KEYS = ("object", "params_of", "loss_of")
+
+
+@dataclass
+class Built:
+    ctor: str
+    args: tuple
+    kwargs: dict
+    name: str | None
+    state: dict            # state_dict entries set by the grader
+    grad: dict             # .grad of parameters before the call (stale gradients), by name
+
+
+@dataclass
+class ParamsOf:
+    name: str
+
+
+@dataclass
+class LossOf:
+    module: str
+    input: torch.Tensor
+    weights: torch.Tensor
+
+
+def check_object_spec(p: Params, key: str, spec: dict) -> None:
+    kinds = [k for k in OBJECT_KEYS if k in spec]
+    if len(kinds) != 1:
+        raise p.err(key, f"an object spec has exactly one of {', '.join(OBJECT_KEYS)}")
+    kind = kinds[0]
+    allowed = {"object": {"object", "args", "kwargs", "name", "stale_grad"},
+               "params_of": {"params_of"}, "loss_of": {"loss_of", "input", "weights"}}[kind]
+    unknown = set(spec) - allowed
+    if unknown:
+        raise p.err(key, f"unknown key(s) {', '.join(sorted(unknown))} in a {kind} spec")
+    if kind == "object":
+        if spec["object"] not in ALLOWED_OBJECTS:
+            raise p.err(f"{key}.object", f"{spec['object']!r} is not an allowed constructor; "
+                                         f"expected one of {', '.join(ALLOWED_OBJECTS)}")
+        if not isinstance(spec.get("args", []), list) or not isinstance(spec.get("kwargs", {}), dict):
+            raise p.err(key, "args must be an array and kwargs a table")
+        check_value_spec(p, f"{key}.args", spec.get("args", []))
+        for k, v in spec.get("kwargs", {}).items():
+            check_value_spec(p, f"{key}.kwargs.{k}", v)
+        if "name" in spec and not (isinstance(spec["name"], str) and spec["name"].isidentifier()):
+            raise p.err(f"{key}.name", f"expected an identifier, got {spec['name']!r}")
+    elif kind == "params_of":
+        if not isinstance(spec["params_of"], str):
+            raise p.err(key, "params_of names an object of the case")
+    else:
+        if not isinstance(spec["loss_of"], str):
+            raise p.err(key, "loss_of names a module of the case")
+        for k in ("input", "weights"):
+            if not isinstance(spec.get(k), dict) or "tensor" not in spec[k]:
+                raise p.err(f"{key}.{k}", "expected a tensor spec")
+            check_value_spec(p, f"{key}.{k}", spec[k])
+
+
+def _constructor(name: str) -> Any:
+    if name not in ALLOWED_OBJECTS:
+        raise ValueError(f"{name} is not an allowed constructor")
+    obj: Any = torch
+    for part in name.split(".")[1:]:
+        obj = getattr(obj, part)
+    return obj
+
+
+def make_object(spec: dict, gen: torch.Generator, scratch: dict) -> Any:
+    """The trusted-side recipe of an object spec, with fresh random state from ``gen``."""
+    if "params_of" in spec:
+        return ParamsOf(spec["params_of"])
+    if "loss_of" in spec:
+        return LossOf(spec["loss_of"], make_value(spec["input"], gen), make_value(spec["weights"], gen))
+    args = tuple(make_value(a, gen, scratch) for a in spec.get("args", []))
+    kwargs = {k: make_value(v, gen, scratch) for k, v in spec.get("kwargs", {}).items()}
+    recipe = Built(spec["object"], args, kwargs, spec.get("name"), {}, {})
+    probe_obj = instantiate(recipe, dict(scratch))
+    if isinstance(probe_obj, torch.nn.Module):
+        # Nested modules get their values from the outermost one's state_dict.
+        recipe.args = tuple(_stateless(a) for a in args)
+        recipe.state = {k: (torch.randn(v.shape, generator=gen, dtype=torch.float64).to(v.dtype) * 0.5
+                            if v.dtype.is_floating_point and not k.endswith("running_var") else v.clone())
+                        for k, v in probe_obj.state_dict().items()}
+        if spec.get("stale_grad"):
+            recipe.grad = {n: torch.randn(q.shape, generator=gen, dtype=torch.float64).to(q.dtype)
+                           for n, q in probe_obj.named_parameters()}
+    if recipe.name:
+        scratch[recipe.name] = instantiate(recipe, dict(scratch))
+    return recipe
+
+
+def _stateless(v: Any) -> Any:
+    if isinstance(v, Built):
+        return Built(v.ctor, tuple(_stateless(a) for a in v.args), v.kwargs, v.name, {}, {})
+    return v
+
+
+def instantiate(v: Any, objs: dict) -> Any:
+    """A fresh object (or value) from a recipe, as the probe builds it."""
+    if isinstance(v, Built):
+        obj = _constructor(v.ctor)(*[instantiate(a, objs) for a in v.args],
+                                   **{k: instantiate(x, objs) for k, x in v.kwargs.items()})
+        if v.state:
+            obj.load_state_dict({k: t.clone() for k, t in v.state.items()})
+        for n, q in (obj.named_parameters() if v.grad else ()):
+            q.grad = v.grad[n].clone()
+        if v.name:
+            objs[v.name] = obj
+        return obj
+    if isinstance(v, ParamsOf):
+        return list(objs[v.name].parameters())
+    if isinstance(v, LossOf):
+        with torch.enable_grad():
+            return (objs[v.module](v.input.clone()) * v.weights).sum()
+    if isinstance(v, torch.Tensor):
+        return v.detach().clone()
+    if isinstance(v, (list, tuple)):
+        return type(v)(instantiate(x, objs) for x in v)
+    if isinstance(v, dict):
+        return {k: instantiate(x, objs) for k, x in v.items()}
+    return v
+
+
+def observe(objs: dict, after: dict) -> dict:
+    """What a case compares after the call: parameters and/or gradients of named objects."""
+    out = {}
+    for name, what in after.items():
+        obj = objs.get(name)
+        entry = {}
+        params = dict(obj.named_parameters()) if isinstance(obj, torch.nn.Module) else {}
+        if what in ("parameters", "both"):
+            entry["parameters"] = {n: q.detach().clone() for n, q in params.items()}
+        if what in ("gradients", "both"):
+            entry["gradients"] = {n: (None if q.grad is None else q.grad.detach().clone()) for n, q in params.items()}
+        out[name] = entry
+    return out
 
 
 def clone_value(v: Any) -> Any:
@@ -213,6 +374,16 @@ def encode(value: Any, tensors: dict[str, torch.Tensor], prefix: str = "t") -> A
         key = f"{prefix}{len(tensors)}"
         tensors[key] = value.detach().clone().contiguous()
         return {"__tensor__": key}
+    if isinstance(value, Built):
+        return {"__build__": {"ctor": value.ctor, "args": encode(list(value.args), tensors, prefix),
+                              "kwargs": encode(dict(value.kwargs), tensors, prefix), "name": value.name,
+                              "state": encode(dict(value.state), tensors, prefix),
+                              "grad": encode(dict(value.grad), tensors, prefix)}}
+    if isinstance(value, ParamsOf):
+        return {"__params_of__": value.name}
+    if isinstance(value, LossOf):
+        return {"__loss_of__": {"module": value.module, "input": encode(value.input, tensors, prefix),
+                                "weights": encode(value.weights, tensors, prefix)}}
     if isinstance(value, tuple):
         return {"__tuple__": [encode(v, tensors, prefix) for v in value]}
     if isinstance(value, list):

@@ -2,10 +2,16 @@
 
 Params: ``names`` (list of names; defaults to ``[target]``), ``callable`` (bool,
 require each to be callable). Points are split equally between the names.
+
+What the probe reports comes from the student's process, which can lie (patch json,
+rewrite the answer file from a thread). So a name also has to be bound by the
+submitted code itself (a def, class, assignment or import, read as AST on the
+trusted side): a fake report cannot create a definition the code does not have.
 """
 from __future__ import annotations
 
 from grader.checks.base import JudgeContext, SubResult, not_run, result
+from grader.checks.notebook_text import bound_names, parse_cells, read_cells
 from grader.rubric import Item, RubricError
 
 
@@ -38,11 +44,18 @@ class Exists:
                                  "replaced or broken the grader's probe)")
         names = self.names(item)
         share = item.points / len(names)
+        try:
+            in_code = bound_names(parse_cells(read_cells(ctx.notebook_path))[0]) if ctx.notebook_path else set()
+        except Exception:
+            in_code = set()
         subs = []
         for name in names:
             info = answer.get(name) if isinstance(answer.get(name), dict) else {}
             if info.get("exists") is not True:
                 subs.append(SubResult(name, 0.0, share, f"`{name}` is not defined after the notebook ran"))
+            elif name not in in_code:
+                subs.append(SubResult(name, 0.0, share, f"`{name}` is not defined by the notebook's code "
+                                                        f"(no def, class, assignment or import of it)"))
             elif item.params.get("callable") and info.get("callable") is not True:
                 subs.append(SubResult(name, 0.0, share, f"`{name}` is defined but is not callable "
                                                         f"(it is a {info.get('type')})"))

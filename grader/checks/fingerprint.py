@@ -35,17 +35,19 @@ def match_function(item: Item, ctx: JudgeContext, facet: Any, cases: list[dict],
     def matches(variant: Any) -> bool:
         alt = []
         for case in cases:
-            kinds = ["output"] + [f"grad:{i}" for i in case["grad"]]
+            kinds = ["output"] + [f"grad:{i}" for i in case["grad"]] + (["after"] if case.get("after") else [])
             if not any(_applies(facet.facets, (k, case["group"])) for k in kinds):
                 alt.append(case)          # not compared in this sub-check (maybe another function)
                 continue
-            out, grads = run_reference(variant, case["args"], case["kwargs"], [], None)
+            objects, after = case.get("objects", ()), case.get("after") or None
+            out, grads, observed = run_reference(variant, case["args"], case["kwargs"], [], None, objects, after)
             if case["grad"]:
                 try:
-                    out, grads = run_reference(variant, case["args"], case["kwargs"], case["grad"], case["upstream"])
+                    out, grads, observed = run_reference(variant, case["args"], case["kwargs"], case["grad"],
+                                                         case["upstream"], objects, after)
                 except Exception:   # another output shape: no gradient of the variant to match
                     grads = [None] * len(case["grad"])
-            alt.append({**case, "out": out, "grads": grads})
+            alt.append({**case, "out": out, "grads": grads, "observed": observed})
         verdicts = [v for _, v, f in compare_cases(item, alt, got_cases, answer, tol)
                     if _applies(facet.facets, f) and f[0] != "runs"]
         return bool(verdicts) and all(v.ok for v in verdicts)

@@ -2,18 +2,29 @@
 
 Params:
   cases      array of tables {args = [...], kwargs = {...}, group = "name", grad = [i, ...],
-             target = "other_student_function", reference = "package.module:other_reference"};
+             target = "other_student_function", reference = "package.module:other_reference",
+             objects = [object specs built before the call], select = i, after = {name = what}};
+             a target may be dotted ("Conv1dStrided.apply": an attribute of a notebook object);
              an arg is a literal (arrays become tuples) or a tensor spec
              {tensor = [shape], dtype = "float32", dist = "normal"|"uniform"|"randint"|"onehot"|"arange",
-             low, high, scale, classes}, generated from the run's secret seed.
+             low, high, scale, classes}, generated from the run's secret seed,
+             or an object spec (common.py: allow-listed torch constructors such as
+             {object = "torch.nn.Linear", args = [4, 2], name = "model"}, {params_of = "model"},
+             {loss_of = "model", input = <tensor>, weights = <tensor>}), which the probe builds
+             with the grader's random weights.
+             select = i compares only element i of the returned tuple (a number is accepted for a
+             one-element tensor there: the type is another case's business).
+             after = {model = "parameters" | "gradients" | "both"}: after the call, compare the
+             named object's parameters and/or their .grad (e.g. an optimizer step).
              Without cases: one case from ``args``/``kwargs``/``grad`` at the top level.
   grad       default for cases: indices of tensor args to differentiate w.r.t. (through the
              student's function with autograd, so a hand-written autograd.Function backward is used)
   rtol, atol tolerances (compare.py defaults otherwise)
   compare    {subcheck = facet or [facets]}: "output" (every case's output), "output:<group>",
              "grad:<i>" (gradient w.r.t. arg i in every case that asks for it), "grads" (all),
-             "runs" (every case returns without an exception). A sub-check named like a facet
-             needs no entry.
+             "runs" (every case returns without an exception), "after", "after:<group>" (the
+             observed objects), "group:<group>" (everything compared in that group's cases).
+             A sub-check named like a facet needs no entry.
 """
 from __future__ import annotations
 
@@ -24,14 +35,15 @@ import torch
 
 from grader.checks import fingerprint
 from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
-from grader.checks.common import (Facet, Params, check_value_spec, clone_value, encode, item_seed, leaves,
-                                  load_answer, make_value, need_reference, need_target, plan_facets,
+from grader.checks.common import (Facet, Params, check_value_spec, encode, instantiate, item_seed, leaves,
+                                  load_answer, make_value, need_reference, need_target, observe, plan_facets,
                                   resolve, trim)
 from grader.checks.compare import MISSING, Tolerance, Verdict, compare
 from grader.rubric import Item
 
 ALIASES = {"forward": "output", "outputs": "output"}
-_FACET = re.compile(r"^(output|output:[\w.-]+|grad:\d+|grads|runs|all)$")
+_FACET = re.compile(r"^(output|output:[\w.-]+|grad:\d+|grads|runs|after|after:[\w.-]+|group:[\w.-]+|all)$")
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 def tolerance(item: Item) -> Tolerance:
@@ -48,22 +60,28 @@ def _cases(item: Item) -> list[dict]:
     return cases
 
 
-def run_reference(fn: Any, args: tuple, kwargs: dict, grad: list[int], upstream: list | None):
-    """Output and gradients of a reference (or variant) function, as the probe computes them."""
-    args = [clone_value(a) for a in args]
+def run_reference(fn: Any, args: tuple, kwargs: dict, grad: list[int], upstream: list | None,
+                  objects: tuple = (), after: dict | None = None):
+    """Output, gradients and observed objects of a reference (or variant) function, as the
+    probe computes them (objects are built afresh from their recipes for every run)."""
+    objs: dict = {}
+    for o in objects:
+        instantiate(o, objs)
+    args = [instantiate(a, objs) for a in args]
+    kwargs = instantiate(dict(kwargs), objs)
     wrt = []
     for i in grad:
         args[i] = args[i].clone().requires_grad_(True)
         wrt.append(args[i])
     with torch.enable_grad():
-        out = fn(*args, **clone_value(kwargs))
+        out = fn(*args, **kwargs)
     grads = None
     if grad and upstream is not None:
         outs = leaves(out)
         pairs = [(o, u) for o, u in zip(outs, upstream) if u is not None]
         got = torch.autograd.grad([o for o, _ in pairs], wrt, [u for _, u in pairs], allow_unused=True)
         grads = [torch.zeros_like(w) if g is None else g.detach() for g, w in zip(got, wrt)]
-    return _detach(out), grads
+    return _detach(out), grads, (observe(objs, after) if after else None)
 
 
 def _detach(v: Any) -> Any:
@@ -90,10 +108,11 @@ class Function:
             key = f"cases[{i}]" if "cases" in item.params else "args"
             if not isinstance(case, dict):
                 raise p.err(key, f"expected a table {{args = [...], ...}}, got {case!r}")
-            unknown = set(case) - {"args", "kwargs", "group", "grad", "target", "reference"}
+            unknown = set(case) - {"args", "kwargs", "group", "grad", "target", "reference", "objects",
+                                   "select", "after"}
             if unknown:
                 raise p.err(key, f"unknown key(s) {', '.join(sorted(unknown))}")
-            if "target" in case and not (isinstance(case["target"], str) and case["target"].isidentifier()):
+            if "target" in case and not (isinstance(case["target"], str) and _DOTTED.match(case["target"])):
                 raise p.err(f"{key}.target", f"expected the name of a student function, got {case['target']!r}")
             if "reference" in case and (not isinstance(case["reference"], str) or ":" not in case["reference"]):
                 raise p.err(f"{key}.reference", "expected \"package.module:name\"")
@@ -101,6 +120,15 @@ class Function:
             if not isinstance(args, list):
                 raise p.err(f"{key}.args", f"expected an array, got {args!r}")
             check_value_spec(p, f"{key}.args", args)
+            objects = case.get("objects", [])
+            if not isinstance(objects, list) or not all(isinstance(o, dict) and "object" in o for o in objects):
+                raise p.err(f"{key}.objects", "expected an array of object specs {object = ...}")
+            check_value_spec(p, f"{key}.objects", objects)
+            if "select" in case and not (isinstance(case["select"], int) and case["select"] >= 0):
+                raise p.err(f"{key}.select", f"expected an index into the returned tuple, got {case['select']!r}")
+            after = case.get("after", {})
+            if not isinstance(after, dict) or not all(v in ("parameters", "gradients", "both") for v in after.values()):
+                raise p.err(f"{key}.after", "expected {name = \"parameters\" | \"gradients\" | \"both\"}")
             if not isinstance(case.get("kwargs", {}), dict):
                 raise p.err(f"{key}.kwargs", "expected a table")
             for k, v in case.get("kwargs", {}).items():
@@ -123,23 +151,28 @@ class Function:
         enc_cases, private = [], []
         for case in _cases(item):
             fn = resolve(case.get("reference", need_reference(item)), plan.reference_dir)
-            args = tuple(make_value(a, gen) for a in case.get("args", []))
-            kwargs = {k: make_value(v, gen) for k, v in case.get("kwargs", {}).items()}
+            scratch: dict = {}
+            objects = tuple(make_value(o, gen, scratch) for o in case.get("objects", []))
+            args = tuple(make_value(a, gen, scratch) for a in case.get("args", []))
+            kwargs = {k: make_value(v, gen, scratch) for k, v in case.get("kwargs", {}).items()}
             grad = list(case.get("grad", item.params.get("grad", [])))
+            after = dict(case.get("after", {}))
             upstream = None
             if grad:
-                out, _ = run_reference(fn, args, kwargs, [], None)
+                out, _, _ = run_reference(fn, args, kwargs, [], None, objects)
                 upstream = [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.dtype)
                             if o.dtype.is_floating_point else None for o in leaves(out)]
-            out, grads = run_reference(fn, args, kwargs, grad, upstream)
+            out, grads, observed = run_reference(fn, args, kwargs, grad, upstream, objects, after)
             enc = {"args": encode(list(args), tensors), "kwargs": encode(kwargs, tensors), "grad": grad,
-                   "target": case.get("target", item.target)}
+                   "target": case.get("target", item.target), "objects": encode(list(objects), tensors),
+                   "after": after}
             if grad:
                 enc["upstream"] = encode(upstream, tensors)
             enc_cases.append(enc)
             private.append({"target": case.get("target", item.target), "reference": case.get("reference"),
                             "args": args, "kwargs": kwargs, "grad": grad, "upstream": upstream,
-                            "group": case.get("group"), "out": out, "grads": grads})
+                            "objects": objects, "after": after, "select": case.get("select"),
+                            "group": case.get("group"), "out": out, "grads": grads, "observed": observed})
         torch.save(tensors, plan.in_dir / f"{item.id}.pt")
         plan.private[item.id] = private
         return [{"action": "call", "item": item.id, "target": item.target, "cases": enc_cases,
@@ -175,6 +208,10 @@ def _applies(wanted: list[str], facet: tuple[str, str | None]) -> bool:
     kind, group = facet
     for w in wanted:
         if w == "all":
+            return True
+        if w.startswith("group:") and group == w[len("group:"):] and kind != "runs":
+            return True
+        if w.startswith("after:") and kind == "after" and group == w[len("after:"):]:
             return True
         if w == "output" and kind == "output":
             return True
@@ -212,9 +249,19 @@ def compare_cases(item: Item, cases: list[dict], got_cases: list, answer, tol: T
             v = Verdict(False, f"{label} raised an exception:\n{trim(got['error'])}")
         elif "out" not in got:
             v = Verdict(False, f"{label}: no result came back")
+        elif case.get("select") is not None:
+            v = _compare_selected(label, answer.value(got, "out"), case["out"], case["select"], tol)
         else:
             v = compare(f"{label}", answer.value(got, "out"), case["out"], tol)
         out.append((label, v, ("output", case["group"])))
+        if case.get("after"):
+            if "error" in got or got.get("lookup") is True:
+                av = Verdict(False, f"{label}: the call raised an exception")
+            elif "after_error" in got:
+                av = Verdict(False, f"{label}: the objects could not be read after the call:\n{trim(got['after_error'])}")
+            else:
+                av = compare(f"after {label}", answer.value(got, "after"), case["observed"], tol)
+            out.append((label, av, ("after", case["group"])))
         ran = "out" in got and "error" not in got
         out.append((label, Verdict(ran, "" if ran else v.message), ("runs", case["group"])))
         for j, idx in enumerate(case["grad"]):
@@ -233,6 +280,21 @@ def compare_cases(item: Item, cases: list[dict], got_cases: list, answer, tol: T
                     gv = compare(name, torch.zeros_like(want) if g is None else g, want, tol)
             out.append((name, gv, (f"grad:{idx}", case["group"])))
     return out
+
+
+def _compare_selected(label: str, got: Any, want: Any, index: int, tol: Tolerance) -> Verdict:
+    name = f"{label}[{index}]"
+    if type(got) not in (list, tuple) or len(got) <= index:
+        return Verdict(False, f"`{label}` should return a tuple of at least {index + 1} values")
+    g, w = got[index], want[index]
+    if type(w) is torch.Tensor and w.numel() == 1 and type(g) is torch.Tensor and g.numel() == 1 \
+            and g.dtype.is_floating_point != w.dtype.is_floating_point:
+        g = g.reshape(-1)[0].item()
+    if type(w) is torch.Tensor and w.numel() == 1 and type(g) in (int, float):
+        w = w.reshape(-1)[0].item()
+        if isinstance(w, int) and type(g) is float and g.is_integer():
+            g = int(g)
+    return compare(name, g, w, tol)
 
 
 def decide(item: Item, ctx: JudgeContext, f: Facet, relevant, cases, got_cases, answer, tol) -> SubResult:

@@ -89,3 +89,20 @@ def top_level_nodes(tree: ast.AST):
         yield node
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
             stack.extend(ast.iter_child_nodes(node))
+
+
+def bound_names(trees: list[ast.Module]) -> set[str]:
+    """Names the submitted code binds at module level: definitions, assignment and loop
+    targets, imports, ``global`` declarations. A name the code never binds cannot exist
+    after an honest run, whatever the kernel reports."""
+    names: set[str] = set()
+    for tree in trees:
+        for node in top_level_nodes(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+                names.add(node.id)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        names.update(n for g in ast.walk(tree) if isinstance(g, ast.Global) for n in g.names)
+    return names

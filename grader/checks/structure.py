@@ -9,6 +9,8 @@ backward pass. Shape, finiteness and the counts are judged on the trusted side.
 Params:
   args, kwargs          constructor arguments
   input                 tensor spec of the input, e.g. {tensor = [2, 3, 32, 32]}
+  extra_inputs          further forward arguments (tensor specs), e.g. per-sample delays
+  attributes            {name = value}: attributes the built model must hold, e.g. {max_delay = 8}
   output_shape          expected output shape (array of ints)
   params_min, params_max
   components            array of {name, min, max, modules = [class names], functions = [torch
@@ -17,7 +19,7 @@ Params:
   mode                  "eval" (default) or "train" for the forward pass
   compare               {subcheck = facet}: "constructs", "output_shape", "finite", "parameters"
                         (count bounds), "components", "component:<name>", "backward" (every
-                        parameter gets a gradient)
+                        parameter gets a gradient), "attributes"
 """
 from __future__ import annotations
 
@@ -28,11 +30,12 @@ import torch
 from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
 from grader.checks.common import (Params, check_value_spec, item_seed, load_answer, make_value, need_target,
                                   plan_facets, trim)
-from grader.checks.compare import Verdict
+from grader.checks.compare import Verdict, compare
 from grader.checks.module import make_args
 from grader.rubric import Item
 
-_FACET = re.compile(r"^(constructs|output_shape|finite|parameters|components|component:[\w.-]+|backward|all)$")
+_FACET = re.compile(r"^(constructs|output_shape|finite|parameters|components|component:[\w.-]+|backward|"
+                    r"attributes|all)$")
 ALIASES = {"construct": "constructs", "shape": "output_shape", "param_count": "parameters",
            "n_parameters": "parameters", "trains": "backward"}
 
@@ -43,11 +46,17 @@ class Structure:
 
     def validate(self, item: Item) -> None:
         p = Params(item)
-        p.only({"args", "kwargs", "input", "output_shape", "params_min", "params_max", "components",
-                "mode", "compare"})
+        p.only({"args", "kwargs", "input", "extra_inputs", "attributes", "output_shape", "params_min",
+                "params_max", "components", "mode", "compare"})
         need_target(item)
         spec = p.get("input", (dict,), "a tensor spec {tensor = [shape]}", required=True)
         check_value_spec(p, "input", spec)
+        extra = p.list("extra_inputs")
+        if not all(isinstance(e, dict) and "tensor" in e for e in extra):
+            raise p.err("extra_inputs", "expected an array of tensor specs")
+        check_value_spec(p, "extra_inputs", extra)
+        for k, v in p.table("attributes").items():
+            check_value_spec(p, f"attributes.{k}", v)
         shape = p.list("output_shape")
         if not all(isinstance(s, int) for s in shape):
             raise p.err("output_shape", f"expected an array of ints, got {shape!r}")
@@ -74,14 +83,16 @@ class Structure:
             raise ValueError("the structure check needs a plan context")
         gen = torch.Generator().manual_seed(item_seed(plan.seed, item.id))
         x = make_value(item.params["input"], gen)
-        torch.save({"input": x}, plan.in_dir / f"{item.id}.pt")
+        extra = {f"extra{i}": make_value(e, gen) for i, e in enumerate(item.params.get("extra_inputs", []))}
+        torch.save({"input": x, **extra}, plan.in_dir / f"{item.id}.pt")
         from grader.checks.common import encode
         scratch: dict = {}
         return [{"action": "structure", "item": item.id, "target": item.target,
                  "seed": item_seed(plan.seed, item.id, "probe") % 2**31,
                  "args": encode(make_args(item.params.get("args", [])), scratch),
                  "kwargs": encode(dict(item.params.get("kwargs", {})), scratch),
-                 "mode": item.params.get("mode", "eval")}]
+                 "mode": item.params.get("mode", "eval"), "n_extra": len(extra),
+                 "attributes": sorted(item.params.get("attributes", {}))}]
 
     def judge(self, item: Item, ctx: JudgeContext):
         if not ctx.probe_ok:
@@ -110,9 +121,17 @@ class Structure:
         if "construct_error" in d:
             why = f"`{t}(...)` could not be built:\n{trim(d['construct_error'])}"
             return ([(n, Verdict(False, why)) for n in ("constructs", "output_shape", "finite", "parameters",
-                                                        "backward")]
+                                                        "backward", "attributes")]
                     + [(f"component:{c['name']}", Verdict(False, why)) for c in comps])
         rows = [("constructs", Verdict(True))]
+        if p.get("attributes"):
+            got_attrs = d.get("attributes") if type(d.get("attributes")) is dict else {}
+            bad = []
+            for name, want in sorted(p["attributes"].items()):
+                v = compare(f"{t}(...).{name}", answer.value(got_attrs, name), want)
+                if not v.ok:
+                    bad.append(v.message)
+            rows.append(("attributes", Verdict(not bad, "; ".join(bad))))
         n = d.get("n_params")
         if type(n) is not int:
             rows.append(("parameters", Verdict(False, "the parameter count did not come back")))

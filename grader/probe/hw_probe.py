@@ -133,17 +133,69 @@ class _Pack:
         return {"__object__": _type_name(v)}
 
 
-def _unpack(obj, tensors: dict):
+# Constructors the plan may ask for (the trusted side holds the same list); nothing else is built.
+_ALLOWED_OBJECTS = ("torch.nn.Linear", "torch.nn.Sequential", "torch.nn.Flatten", "torch.nn.ReLU",
+                    "torch.nn.Tanh", "torch.nn.Sigmoid", "torch.nn.LogSoftmax", "torch.nn.Softmax",
+                    "torch.nn.Conv2d", "torch.nn.BatchNorm2d", "torch.nn.CrossEntropyLoss",
+                    "torch.nn.NLLLoss", "torch.nn.MSELoss", "torch.optim.SGD", "torch.optim.Adam")
+
+
+def _build(spec: dict, tensors: dict, objs: dict):
+    import torch
+    name = str(spec["ctor"])
+    if name not in _ALLOWED_OBJECTS:
+        raise ValueError(f"{name} is not an allowed constructor")
+    ctor = torch
+    for part in name.split(".")[1:]:
+        ctor = getattr(ctor, part)
+    obj = ctor(*_unpack(spec.get("args", []), tensors, objs), **_unpack(spec.get("kwargs", {"__dict__": {}}), tensors, objs))
+    state = _unpack(spec.get("state", {"__dict__": {}}), tensors, objs)
+    if state:
+        obj.load_state_dict(state)
+    grad = _unpack(spec.get("grad", {"__dict__": {}}), tensors, objs)
+    if grad:
+        for n, q in obj.named_parameters():
+            q.grad = grad[n].clone()
+    if spec.get("name"):
+        objs[str(spec["name"])] = obj
+    return obj
+
+
+def _unpack(obj, tensors: dict, objs: dict | None = None):
     if type(obj) is list:
-        return [_unpack(v, tensors) for v in obj]
+        return [_unpack(v, tensors, objs) for v in obj]
     if type(obj) is dict:
         if "__tensor__" in obj:
             return tensors[obj["__tensor__"]].clone()
         if "__tuple__" in obj:
-            return tuple(_unpack(v, tensors) for v in obj["__tuple__"])
+            return tuple(_unpack(v, tensors, objs) for v in obj["__tuple__"])
         if "__dict__" in obj:
-            return {k: _unpack(v, tensors) for k, v in obj["__dict__"].items()}
+            return {k: _unpack(v, tensors, objs) for k, v in obj["__dict__"].items()}
+        if objs is not None and "__build__" in obj:
+            return _build(obj["__build__"], tensors, objs)
+        if objs is not None and "__params_of__" in obj:
+            return list(objs[obj["__params_of__"]].parameters())
+        if objs is not None and "__loss_of__" in obj:
+            import torch
+            spec = obj["__loss_of__"]
+            with torch.enable_grad():
+                return (objs[spec["module"]](_unpack(spec["input"], tensors)) * _unpack(spec["weights"], tensors)).sum()
     return obj
+
+
+def _observe(objs: dict, after: dict) -> dict:
+    import torch
+    out = {}
+    for name, what in after.items():
+        obj = objs.get(name)
+        params = dict(obj.named_parameters()) if isinstance(obj, torch.nn.Module) else {}
+        entry = {}
+        if what in ("parameters", "both"):
+            entry["parameters"] = {n: q for n, q in params.items()}
+        if what in ("gradients", "both"):
+            entry["gradients"] = {n: q.grad for n, q in params.items()}
+        out[name] = entry
+    return out
 
 
 def _leaves(v) -> list:
@@ -184,10 +236,15 @@ def _backprop(outputs, upstream: list, wrt: list) -> list:
 
 
 def _lookup(name: str):
+    """A notebook global, or an attribute path below one ("Conv1dStrided.apply")."""
     ns = _namespace()
-    if name not in ns:
-        raise NameError(f"`{name}` is not defined after the notebook ran")
-    return ns[name]
+    first, *rest = name.split(".")
+    if first not in ns:
+        raise NameError(f"`{first}` is not defined after the notebook ran")
+    obj = ns[first]
+    for attr in rest:
+        obj = getattr(obj, attr)
+    return obj
 
 
 # ---------------------------------------------------------------- actions
@@ -208,8 +265,10 @@ def call(action: dict, in_dir: str, out_dir: str) -> None:
         except Exception as e:
             answer["cases"].append({"error": f"{type(e).__name__}: {e}", "lookup": True})
             continue
-        args = _unpack(case["args"], tensors)
-        kwargs = _unpack(case.get("kwargs", {"__dict__": {}}), tensors)
+        objs: dict = {}
+        _unpack(case.get("objects", []), tensors, objs)
+        args = _unpack(case["args"], tensors, objs)
+        kwargs = _unpack(case.get("kwargs", {"__dict__": {}}), tensors, objs)
         grad = [int(i) for i in case.get("grad", [])]
         wrt = []
         args = list(args)
@@ -225,6 +284,11 @@ def call(action: dict, in_dir: str, out_dir: str) -> None:
             got["error"] = _tb()
             answer["cases"].append(got)
             continue
+        if case.get("after"):
+            try:
+                got["after"] = pack(_observe(objs, case["after"]))
+            except Exception:
+                got["after_error"] = _tb()
         if grad:
             try:
                 grads = _backprop(out, _unpack(case["upstream"], tensors), wrt)
@@ -295,6 +359,7 @@ def module(action: dict, in_dir: str, out_dir: str) -> None:
         return
     model.train(action.get("mode", "eval") == "train")
     inputs = list(_unpack(action["inputs"], tensors))
+    fkw = _unpack(action.get("forward_kwargs", {"__dict__": {}}), tensors)
     wrt = []
     for i in action.get("grad_inputs", []):
         inputs[i] = inputs[i].clone().requires_grad_(True)
@@ -305,7 +370,7 @@ def module(action: dict, in_dir: str, out_dir: str) -> None:
     _seed(seed)
     try:
         with torch.enable_grad():
-            out = model(*inputs) if method == "forward" else getattr(model, method)(*inputs)
+            out = model(*inputs, **fkw) if method == "forward" else getattr(model, method)(*inputs, **fkw)
         answer["out"] = pack(out)
     except Exception:
         answer["forward_error"] = _tb()
@@ -390,12 +455,20 @@ def structure(action: dict, in_dir: str, out_dir: str) -> None:
             return out
 
     x = tensors["input"].clone()
+    extra = [tensors[f"extra{i}"] for i in range(int(action.get("n_extra", 0)))]
     depth[id(x)] = 0
+    attrs = {}
+    for a in action.get("attributes", []):
+        try:
+            attrs[str(a)] = pack(getattr(model, str(a)))
+        except Exception:
+            attrs[str(a)] = {"__object__": "missing attribute"}
+    answer["attributes"] = attrs
     model.train(action.get("mode", "eval") == "train")
     _seed(int(action["seed"]))
     try:
         with torch.no_grad(), Recorder():
-            out = model(x)
+            out = model(x, *[e.clone() for e in extra])
         answer["out"] = pack(out)
     except Exception:
         answer["forward_error"] = _tb()
@@ -406,7 +479,7 @@ def structure(action: dict, in_dir: str, out_dir: str) -> None:
         try:
             model.train()
             model.zero_grad()
-            y = model(tensors["input"].clone())
+            y = model(tensors["input"].clone(), *[e.clone() for e in extra])
             y = _leaves(y)[0]
             (y.float().square().mean()).backward()
             answer["no_grad"] = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
@@ -432,6 +505,11 @@ def behaviour(action: dict, in_dir: str, out_dir: str) -> None:
         answer["error"] = f"{type(e).__name__}: {e}"
         _finish(out_dir, item, answer, pack)
         return
+    if action.get("recorded"):
+        try:
+            answer["recorded"] = pack(_lookup(str(action["recorded"])))
+        except Exception as e:
+            answer["recorded_error"] = f"{type(e).__name__}: {e}"
     if action.get("eval", True) and isinstance(obj, torch.nn.Module):
         obj.eval()
     _seed(int(action["seed"]))
@@ -447,6 +525,9 @@ def behaviour(action: dict, in_dir: str, out_dir: str) -> None:
             with torch.no_grad():
                 for start in range(0, x.shape[0], int(action.get("batch_size", 64))):
                     batch = x[start:start + int(action.get("batch_size", 64))].clone()
+                    if action.get("input_format") == "pil":
+                        from PIL import Image
+                        batch = [Image.fromarray(b.numpy(), "RGB") for b in batch]
                     if transform is not None:
                         batch = torch.stack([transform(b) for b in batch])
                     if device is not None:
@@ -476,6 +557,15 @@ def _finish(out_dir: str, item: str, answer: dict, pack: _Pack) -> None:
     _write_json(os.path.join(out_dir, item + ".json"), answer)
 
 
+def training(action: dict, in_dir: str, out_dir: str) -> None:
+    """What the training instrumentation (hw_instrument.py, installed before the first cell) saw."""
+    inst = getattr(sys.modules.get("_grader_instrument"), "INSTANCE", None)
+    if inst is None:
+        _write_json(os.path.join(out_dir, str(action["item"]) + ".json"), {"installed": False})
+        return
+    inst.dump(action, in_dir, out_dir)
+
+
 # Each action is a plain-JSON dict from the trusted side's plan; its answer goes to
 # <out_dir>/<item id>.json (+ .pt). One failing action never stops the others.
 _ACTIONS = {
@@ -484,6 +574,7 @@ _ACTIONS = {
     "module": module,
     "structure": structure,
     "behaviour": behaviour,
+    "training": training,
 }
 
 

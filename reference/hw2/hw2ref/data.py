@@ -141,6 +141,16 @@ def heldout_images(n_per_class: int = 150, size: int = 64, seed: int = HELDOUT_S
             for _ in range(n_per_class) for label in range(len(CLASSES))]
 
 
+def heldout_tensors(seed: int, n_per_class: int = 150, size: int = 64) -> dict:
+    """Grader-side behaviour data: fresh images from ``seed`` as a uint8 tensor (N, H, W, 3)
+    and their labels (N,). Only the images go to the student's kernel, where its own
+    ``validation_transforms`` prepares them (as PIL images) the way it prepares its data."""
+    import torch
+    pairs = heldout_images(n_per_class, size, seed)
+    images = np.stack([np.asarray(img, dtype=np.uint8) for img, _ in pairs])
+    return {"inputs": torch.from_numpy(images), "labels": torch.tensor([y for _, y in pairs], dtype=torch.int64)}
+
+
 def tree_digest(folder: Path) -> str:
     """SHA-256 over relative paths and bytes of every file below ``folder``."""
     h = hashlib.sha256()

@@ -478,3 +478,10 @@ def echo_scorer(output: object, target: dict) -> tuple[int, int]:
     if not isinstance(output, str):
         return 0, max(len(seq) - delay, 0)
     return echo_score(output, seq, delay)
+
+
+def test_run_format(output: object, target: dict) -> tuple[int, int]:
+    """(1, 1) when ``test_run`` gave a str of the input's length made of blanks and letters."""
+    seq = target["seq"]
+    ok = isinstance(output, str) and len(output) == len(seq) and all(ch in ALPHABET for ch in output)
+    return int(ok), 1

@@ -1,0 +1,554 @@
+"""Check kind ``training``: a training run measured by the grader, not by the notebook.
+
+Instrumentation (grader/probe/hw_instrument.py) is installed in the kernel before the
+first student cell (``prelude``). It records, at every optimizer step, the loss of the
+batch (the scalar that was back-propagated), the norm of the gradient the step applies,
+the learning rate, IPython's execution count and a fingerprint of the model's input;
+the weights before the first step, the first batch, and the weights at the end of each
+cell. The trusted side maps steps to cells through the executed notebook and judges the
+run of the section named by ``params.section`` (the first run with a step in its cells).
+
+``params.measure``:
+  "spikes"        the run is the released one (parameter count, initial weights, first batch
+                  and data stream as the reference, at least ``min_epochs``) and the
+                  spike detector (``params.detector``) finds no spike in its per-step loss
+  "accuracy"      the run's model, with its weights at the end of the section's training cell,
+                  classifies the grader's held-out batches (``heldout``) at least ``min_accuracy``
+  "extra_credit"  plots after the training cell, a second run of the same model (before/after)
+                  and code that reads gradients and weights; uncertain cases are flagged for review
+
+Other params: section (heading regex), n_parameters, steps_per_epoch, min_epochs,
+stream_epochs, reference_initial ("module:function" -> state_dict), reference_data
+("module:function"(config=...) -> (train, test) generators), reference_config
+("module:NAME", a dataclass with ``data_seed``), heldout {batches, seed_offset},
+min_accuracy, min_images, evidence {gradients = [regex], weights = [regex]}, requires.
+
+Spike detector: after learning starts (the first epoch whose mean batch loss is below
+``learned_below``), a spike is a stretch of steps whose running median loss (``window``
+steps, centred) lies more than ``rise`` above the lowest epoch-mean loss reached so far,
+or above ``ceiling`` (the untrained loss). The median ignores a single hard batch
+(per-step noise) but not a jump that lasts (window + 1) / 2 steps or more. A worst rise
+within ``review_margin`` (a fraction of ``rise``) of the threshold is flagged for review.
+The calibration is in reference/hw2/data/spike_detector.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
+from grader.checks.common import Params, item_seed, load_answer, resolve
+from grader.checks.gating import required
+from grader.checks.notebook_text import read_cells, section
+from grader.rubric import Item
+
+MEASURES = ("spikes", "accuracy", "extra_credit")
+KEYS = {"measure", "section", "n_parameters", "steps_per_epoch", "min_epochs", "stream_epochs",
+        "reference_initial", "reference_data", "reference_config", "heldout", "min_accuracy",
+        "min_images", "evidence", "detector", "requires", "curve_digits"}
+DETECTOR = {"learned_below": 1.2, "window": 5, "rise": 0.3, "ceiling": math.log(4), "review_margin": 0.25}
+
+# Loaded from its file, not imported by name, so a module the notebook planted in
+# sys.modules is not what runs; the probe finds the instance in sys.modules afterwards.
+PRELUDE = ("import importlib.util as _gu, sys as _gsy\n"
+           "_gs = _gu.spec_from_file_location('_grader_instrument', '/grader/probe/hw_instrument.py')\n"
+           "_gm = _gu.module_from_spec(_gs)\n_gsy.modules['_grader_instrument'] = _gm\n"
+           "try:\n    _gs.loader.exec_module(_gm)\n    _gm.install()\n"
+           "finally:\n    del _gu, _gsy, _gs, _gm\n")
+
+
+# ---------------------------------------------------------------- the detector
+
+@dataclass
+class Detection:
+    steps: int
+    epochs: int                          # complete epochs
+    learning_epoch: int | None           # 1-based
+    spikes: list[tuple[int, int, float]] = field(default_factory=list)   # (first step, last step, peak loss)
+    worst_rise: float = 0.0
+    worst_step: int | None = None
+    missing: int = 0                     # steps whose loss was not observed
+
+    @property
+    def spiky(self) -> bool:
+        return bool(self.spikes)
+
+
+def running_median(values: list[float], window: int) -> list[float]:
+    half = window // 2
+    out = []
+    for i in range(len(values)):
+        chunk = sorted(v for v in values[max(0, i - half):i + half + 1] if v == v)
+        n = len(chunk)
+        out.append(math.nan if n == 0 else (chunk[n // 2] if n % 2 else 0.5 * (chunk[n // 2 - 1] + chunk[n // 2])))
+    return out
+
+
+def detect(loss: list[float | None], steps_per_epoch: int, params: dict | None = None) -> Detection:
+    """Spikes in a per-step training loss curve (see the module docstring)."""
+    p = {**DETECTOR, **(params or {})}
+    values = [math.nan if v is None else float(v) for v in loss]
+    n = len(values)
+    epochs = n // steps_per_epoch
+    det = Detection(steps=n, epochs=epochs, learning_epoch=None, missing=sum(1 for v in values if v != v))
+    means = []
+    for e in range(epochs):
+        chunk = [v for v in values[e * steps_per_epoch:(e + 1) * steps_per_epoch] if v == v]
+        means.append(sum(chunk) / len(chunk) if chunk else math.nan)
+    start = next((e for e, m in enumerate(means) if m == m and m < p["learned_below"]), None)
+    if start is None:
+        return det
+    det.learning_epoch = start + 1
+    smooth = running_median(values, int(p["window"]))
+    best = means[start]
+    open_spike: list | None = None
+    worst, worst_step = -math.inf, None
+    for i in range((start + 1) * steps_per_epoch, n):
+        e = i // steps_per_epoch
+        if e - 1 > start and e - 1 < epochs and means[e - 1] == means[e - 1] and i % steps_per_epoch == 0:
+            best = min(best, means[e - 1])
+        v = smooth[i]
+        if v != v:
+            continue
+        rise = v - best
+        if rise > worst:
+            worst, worst_step = rise, i
+        if rise > p["rise"] or v > p["ceiling"]:
+            peak = max(x for x in values[max(0, i - 2):i + 3] if x == x)
+            # Steps closer than a window apart belong to one excursion of the training.
+            if open_spike is not None and open_spike[1] >= i - int(p["window"]):
+                open_spike[1] = i
+                open_spike[2] = max(open_spike[2], peak)
+            else:
+                open_spike = [i, i, peak]
+                det.spikes.append(open_spike)  # type: ignore[arg-type]
+    det.spikes = [(a, b, c) for a, b, c in det.spikes]
+    det.worst_rise = 0.0 if worst == -math.inf else worst
+    det.worst_step = worst_step
+    return det
+
+
+def describe(det: Detection, steps_per_epoch: int, limit: int = 5) -> str:
+    bits = [f"epoch {a // steps_per_epoch + 1} (steps {a + 1}-{b + 1}, batch loss up to {peak:.2f})"
+            for a, b, peak in det.spikes[:limit]]
+    more = f" and {len(det.spikes) - limit} more" if len(det.spikes) > limit else ""
+    return f"{len(det.spikes)} spike(s): " + "; ".join(bits) + more
+
+
+# ---------------------------------------------------------------- reading the record
+
+@dataclass
+class Observed:
+    run: dict | None                     # the judged run
+    steps: list[int]                     # its step indices in the section's cells
+    others: list[dict]                   # other runs of the same size anywhere in the notebook
+    section_runs: list[dict]             # every run with a step in the section
+    cells: list[int]                     # execution counts of the section's code cells
+    train_cell_index: int | None         # notebook index of the last cell the judged run trained in
+    last_count: int | None               # its execution count
+    errors: list[str]                    # errors raised in the section's cells
+
+
+def expand(rle: Any) -> list:
+    out: list = []
+    if type(rle) is not list:
+        return out
+    for pair in rle:
+        if type(pair) is list and len(pair) == 2 and type(pair[1]) is int and 0 <= pair[1] <= 10_000_000:
+            out += [pair[0]] * pair[1]
+    return out
+
+
+def observe(item: Item, ctx: JudgeContext, runs: list[dict]) -> Observed | str:
+    if ctx.executed_path is None:
+        return "the notebook did not run, so no training could be observed"
+    import nbformat
+    try:
+        nb = nbformat.read(str(ctx.executed_path), as_version=4)
+        cells = read_cells(ctx.executed_path)
+    except Exception:
+        return "the grader's run of the notebook could not be read"
+    scope = section(cells, item.params.get("section"))
+    if scope is None:
+        return f"no heading matching {item.params.get('section')!r} was found in the notebook"
+    counts, errors, index_of = [], [], {}
+    for c in scope:
+        if c.kind != "code":
+            continue
+        count = nb.cells[c.index].get("execution_count")
+        if isinstance(count, int):
+            counts.append(count)
+            index_of[count] = c.index
+        for o in c.outputs:
+            if o.get("output_type") == "error":
+                errors.append(f"{o.get('ename')}: {str(o.get('evalue'))[:300]}")
+    wanted = set(counts)
+    section_runs, first, steps = [], None, []
+    for run in runs:
+        where = expand(run.get("cells"))
+        mine = [i for i, c in enumerate(where) if c in wanted]
+        if mine:
+            section_runs.append(run)
+            if first is None:
+                first, steps = run, mine
+    n_expected = item.params.get("n_parameters")
+    others = [r for r in runs if r is not first and r.get("n_params") == n_expected
+              and int(r.get("steps", 0)) >= int(item.params.get("steps_per_epoch", 1))]
+    last_count = expand(first.get("cells"))[steps[-1]] if first is not None else None
+    return Observed(first, steps, others, section_runs, counts,
+                    index_of.get(last_count) if last_count is not None else None, last_count, errors)
+
+
+def _none_observed(item: Item, obs: Observed) -> str:
+    why = (f"Section {item.params.get('section')!r} did not train: the grader observed no optimizer step "
+           f"in its cells")
+    if obs.errors:
+        why += f" (a cell there raised {obs.errors[0]})"
+    return why
+
+
+# ---------------------------------------------------------------- the kind
+
+class Training:
+    name = "training"
+    needs_probe = True
+
+    def validate(self, item: Item) -> None:
+        p = Params(item)
+        p.only(KEYS)
+        measure = p.str("measure", required=True)
+        if measure not in MEASURES:
+            raise p.err("measure", f"expected one of {', '.join(MEASURES)}, got {measure!r}")
+        sec = p.str("section", required=True)
+        try:
+            re.compile(sec)
+        except re.error:
+            raise p.err("section", f"not a valid regular expression: {sec!r}") from None
+        if (p.int("n_parameters", required=True) or 0) < 1:
+            raise p.err("n_parameters", "expected a positive integer")
+        if (p.int("steps_per_epoch", required=True) or 0) < 1:
+            raise p.err("steps_per_epoch", "expected a positive integer")
+        required(item)
+        if measure == "spikes":
+            for key in ("reference_initial", "reference_data", "reference_config"):
+                v = p.str(key, required=True)
+                if ":" not in v:
+                    raise p.err(key, "expected \"package.module:name\"")
+            p.int("min_epochs", 1), p.int("stream_epochs", 1), p.int("curve_digits", 4)
+            det = p.table("detector")
+            unknown = set(det) - set(DETECTOR)
+            if unknown:
+                raise p.err("detector", f"unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(DETECTOR)}")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in det.values()):
+                raise p.err("detector", "expected numbers")
+            if int(det.get("window", DETECTOR["window"])) < 1:
+                raise p.err("detector.window", "expected a positive integer")
+        elif measure == "accuracy":
+            for key in ("reference_data", "reference_config"):
+                if ":" not in (p.str(key, required=True) or ""):
+                    raise p.err(key, "expected \"package.module:name\"")
+            acc = p.num("min_accuracy", required=True)
+            if not 0 <= acc <= 1:
+                raise p.err("min_accuracy", f"expected a fraction between 0 and 1, got {acc!r}")
+            held = p.table("heldout")
+            if not isinstance(held.get("batches", 16), int) or held.get("batches", 16) < 1:
+                raise p.err("heldout.batches", "expected a positive integer")
+        else:
+            if (p.int("min_images", 1) or 0) < 1:
+                raise p.err("min_images", "expected a positive integer")
+            ev = p.table("evidence")
+            for k, v in ev.items():
+                if k not in ("gradients", "weights") or not isinstance(v, list):
+                    raise p.err(f"evidence.{k}", "expected gradients = [regex, ...] and weights = [regex, ...]")
+                for rx in v:
+                    try:
+                        re.compile(rx)
+                    except (re.error, TypeError):
+                        raise p.err(f"evidence.{k}", f"not a valid regular expression: {rx!r}") from None
+
+    def prelude(self, item: Item) -> str:
+        return PRELUDE
+
+    def probe_actions(self, item: Item, plan: PlanContext | None = None) -> list[dict]:
+        p = item.params
+        action = {"action": "training", "item": item.id, "n_params": int(p["n_parameters"]),
+                  "batches": int(p.get("stream_epochs", 0)) * int(p["steps_per_epoch"])}
+        if p["measure"] == "accuracy":
+            if plan is None:
+                raise ValueError("the accuracy measure needs a plan context")
+            inputs, labels = heldout(item, plan.seed, plan.reference_dir)
+            torch.save({"inputs": inputs}, plan.in_dir / f"{item.id}.pt")
+            plan.private[item.id] = {"labels": labels}
+        return [action]
+
+    def judge(self, item: Item, ctx: JudgeContext):
+        if not ctx.probe_ok:
+            return not_run(item, ctx.probe_error or "the notebook did not run far enough to be checked")
+        answer = load_answer(ctx.probe_dir, item.id)
+        if answer.problem:
+            return result(item, [SubResult("all", 0.0, item.points, answer.problem)])
+        if answer.data.get("installed") is not True:
+            return result(item, [SubResult("all", 0.0, item.points, "the grader's training instrumentation "
+                                           "was not in place, so the training could not be measured")],
+                          review=True)
+        runs = [r for r in answer.data.get("runs", []) if type(r) is dict]
+        obs = observe(item, ctx, runs)
+        if isinstance(obs, str):
+            return result(item, [SubResult("all", 0.0, item.points, obs)])
+        measure = item.params["measure"]
+        if measure == "spikes":
+            return self._spikes(item, ctx, obs, answer)
+        if measure == "accuracy":
+            return self._accuracy(item, ctx, obs, answer)
+        return self._extra(item, ctx, obs)
+
+    # -- spikes
+
+    def _spikes(self, item: Item, ctx: JudgeContext, obs: Observed, answer: Any):
+        p = item.params
+        spe = int(p["steps_per_epoch"])
+        if obs.run is None:
+            return result(item, [SubResult("all", 0.0, item.points, _none_observed(item, obs))])
+        run = obs.run
+        loss_all = run.get("loss") if type(run.get("loss")) is list else []
+        loss = [loss_all[i] if i < len(loss_all) and isinstance(loss_all[i], (int, float)) else None
+                for i in obs.steps]
+        det = detect(loss, spe, p.get("detector"))
+        observed = (f"observed {det.steps} optimizer steps ({det.steps / spe:g} epochs of {spe} batches, "
+                    f"{run.get('optimizer')}) in the section's cells")
+        problems = self._unchanged(item, ctx, run, answer, det)
+        data = {"plot": "training_curve", "title": item.title, "steps_per_epoch": spe,
+                "loss": _rounded(loss, int(p.get("curve_digits", 4))),
+                "spikes": [[a, b] for a, b, _ in det.spikes],
+                "learning_step": None if det.learning_epoch is None else (det.learning_epoch - 1) * spe,
+                "steps": det.steps, "epochs": det.epochs, "optimizer": run.get("optimizer"),
+                "worst_rise": round(det.worst_rise, 4), "runs_in_section": len(obs.section_runs)}
+        if problems:
+            return result(item, [SubResult("all", 0.0, item.points, f"{observed}; " + "; ".join(problems))],
+                          data=data)
+        review = False
+        notes = []
+        params = {**DETECTOR, **p.get("detector", {})}
+        if det.missing > 0.05 * max(det.steps, 1):
+            return result(item, [SubResult("all", 0.0, item.points, f"{observed}, but the loss of {det.missing} "
+                                            "training batches was not observed (the grader reads the value "
+                                            "passed to backward)")], review=True, data=data)
+        if det.learning_epoch is None:
+            return result(item, [SubResult("all", 0.0, item.points,
+                                            f"{observed}: the training never learned (no epoch's mean batch loss "
+                                            f"fell below {params['learned_below']:g}; the untrained loss is "
+                                            f"ln 4 = 1.386), so it has no spikes but does not fix them either")],
+                          data=data)
+        if abs(det.worst_rise - params["rise"]) <= params["review_margin"] * params["rise"]:
+            review = True
+            notes.append(f"borderline: the largest sustained rise is {det.worst_rise:.2f} against a threshold "
+                         f"of {params['rise']:g}; staff will look at the curve")
+        if len(obs.section_runs) > 1:
+            others = [r for r in obs.section_runs if r is not run]
+            verdicts = []
+            for r in others:
+                where = expand(r.get("cells"))
+                ls = r.get("loss") if type(r.get("loss")) is list else []
+                mine = [ls[i] if i < len(ls) else None for i, c in enumerate(where) if c in set(obs.cells)]
+                verdicts.append(detect(mine, spe, p.get("detector")).spiky)
+            if any(v != det.spiky for v in verdicts):
+                review = True
+                notes.append(f"the section trains {len(obs.section_runs)} times; the first run was judged")
+        if det.spiky:
+            msg = (f"{observed}: the grader's own measurement of every training batch's loss still has "
+                   f"{describe(det, spe)}. A spike here is a rise of the running median of "
+                   f"{int(params['window'])} batch losses more than {params['rise']:g} above the lowest "
+                   f"epoch-mean loss reached so far, or above ln 4, after learning started (epoch "
+                   f"{det.learning_epoch}). What the notebook plots or prints is not used: smoothing or "
+                   f"averaging the plotted curve does not change the training")
+            return result(item, [SubResult("all", 0.0, item.points, msg)], message=msg + (
+                "; " + "; ".join(notes) if notes else ""), review=review, data=data)
+        msg = (f"{observed}: no spike after learning started (epoch {det.learning_epoch}); largest sustained "
+               f"rise {det.worst_rise:.2f} (threshold {params['rise']:g})")
+        return result(item, [SubResult("all", item.points, item.points, msg)],
+                      message=msg + ("; " + "; ".join(notes) if notes else ""), review=review, data=data)
+
+    def _unchanged(self, item: Item, ctx: JudgeContext, run: dict, answer: Any, det: Detection) -> list[str]:
+        """What differs from the released setup: parameter count, initial weights, first batch,
+        data stream, length of the training."""
+        p = item.params
+        spe = int(p["steps_per_epoch"])
+        out = []
+        if run.get("n_params") != p["n_parameters"]:
+            return [f"the section's training updates {run.get('n_params')} parameters (tensors of shapes "
+                    f"{run.get('shapes')}), the released model has {p['n_parameters']}: the model was changed"]
+        ref_init = resolve(p["reference_initial"], ctx.reference_dir)()
+        got = [t for k, t in sorted(answer.tensors.items()) if k.startswith(f"r{run['index']}.init.")]
+        if not got:
+            out.append("the grader could not read the weights before the first training step")
+        elif not _same_multiset(got, list(ref_init.values())):
+            out.append("the model does not start from the weights that torch.manual_seed(1) gives in the "
+                       "released notebook: the seed (or the random draws before the model is built) was changed")
+        first = answer.tensors.get(f"r{run['index']}.input")
+        stream = reference_stream(item, ctx)
+        if first is None:
+            out.append("the grader could not see the first training batch")
+        elif tuple(first.shape) != tuple(stream.first.shape) or not torch.equal(first.float(), stream.first.float()):
+            out.append("the first training batch is not the released data stream's: the data generators, "
+                       "their seed or numpy's random state were changed")
+        else:
+            batch = run.get("batch") if type(run.get("batch")) is list else []
+            for i, want in enumerate(stream.prints):
+                if i >= len(batch) or i >= det.steps:
+                    break
+                if not isinstance(batch[i], (int, float)) or abs(batch[i] - want) > 1e-6 * max(1.0, abs(want)):
+                    out.append(f"the training batches differ from the released data stream from step {i + 1} "
+                               f"(epoch {i // spe + 1}) on: the data generators were re-created or re-seeded")
+                    break
+        need = int(p.get("min_epochs", 0))
+        if det.steps < need * spe:
+            out.append(f"only {det.steps / spe:g} epochs were trained; the released training runs {need} "
+                       "(the spikes of the original appear late, so the fix is judged over the same length)")
+        return out
+
+    # -- accuracy
+
+    def _accuracy(self, item: Item, ctx: JudgeContext, obs: Observed, answer: Any):
+        if obs.run is None:
+            return result(item, [SubResult("all", 0.0, item.points, _none_observed(item, obs))])
+        priv = ctx.private.get(item.id)
+        preds = obs.run.get("predictions") if type(obs.run.get("predictions")) is dict else {}
+        entry = preds.get(str(obs.last_count))
+        if priv is None:
+            return result(item, [SubResult("all", 0.0, item.points, "the grader has no held-out data for this item")])
+        if type(entry) is dict:
+            return result(item, [SubResult("all", 0.0, item.points, f"the trained model could not be run on the "
+                                            f"grader's data: {entry.get('error')}")])
+        pred = answer.tensors.get(entry) if isinstance(entry, str) else None
+        labels = priv["labels"]
+        if pred is None or pred.shape != labels.shape:
+            return result(item, [SubResult("all", 0.0, item.points, "the grader could not evaluate the model "
+                                            "trained in the section (it was not found after the notebook)")])
+        acc = float((pred == labels).double().mean())
+        need = float(item.params["min_accuracy"])
+        msg = (f"accuracy of the section's trained model on the grader's {labels.shape[0]} held-out "
+               f"sequences: {100 * acc:.1f}% (needs at least {100 * need:g}%)")
+        return result(item, [SubResult("all", item.points if acc >= need else 0.0, item.points, msg)], message=msg)
+
+    # -- extra credit
+
+    def _extra(self, item: Item, ctx: JudgeContext, obs: Observed):
+        p = item.params
+        need = int(p.get("min_images", 2))
+        images = 0
+        if obs.train_cell_index is not None and ctx.executed_path is not None:
+            cells = read_cells(ctx.executed_path)
+            images = sum(1 for c in cells if c.index > obs.train_cell_index and c.kind == "code"
+                         for o in c.outputs for k in (o.get("data") or {}) if k.startswith("image/"))
+        code = ""
+        if ctx.notebook_path is not None:
+            try:
+                code = "\n".join(c.source for c in read_cells(ctx.notebook_path) if c.kind == "code")
+            except Exception:
+                code = ""
+        evidence = p.get("evidence", {})
+        found = {k: any(re.search(rx, code) for rx in v) for k, v in evidence.items()}
+        if obs.run is None:
+            return result(item, [SubResult("all", 0.0, item.points, _none_observed(item, obs))])
+        if images < need:
+            return result(item, [SubResult("all", 0.0, item.points, f"presence check: {images} plot(s) after the "
+                                            f"section's training cell in the grader's run, at least {need} expected")])
+        missing = []
+        if not obs.others:
+            missing.append("only one training of the model was observed (before and after the fix need two)")
+        missing += [f"no code that reads the {k} was found" for k, ok in found.items() if not ok]
+        what = (f"presence check: {images} plot(s) after the training cell, {1 + len(obs.others)} training run(s) "
+                f"of the model observed")
+        if missing:
+            half = round(item.points / 2, 4)
+            msg = f"{what}; uncertain: {'; '.join(missing)}; provisional points, staff will review"
+            return result(item, [SubResult("all", half, item.points, msg)], message=msg, review=True)
+        return result(item, [SubResult("all", item.points, item.points, what + " (content not judged)")],
+                      message=what + " (content not judged)")
+
+
+# ---------------------------------------------------------------- reference data (trusted side)
+
+@dataclass
+class Stream:
+    first: torch.Tensor
+    prints: list[float]
+
+
+_STREAMS: dict[tuple, Stream] = {}
+
+
+def _generators(item: Item, reference_dir, data_seed: int | None = None):
+    make = resolve(item.params["reference_data"], reference_dir)
+    config = resolve(item.params["reference_config"], reference_dir)
+    if data_seed is not None:
+        config = dataclasses.replace(config, data_seed=data_seed)
+    return make(config=config)
+
+
+def reference_stream(item: Item, ctx: JudgeContext) -> Stream:
+    """The released training batches of the first ``stream_epochs`` epochs (test batches are
+    drawn from the same stream between epochs, as the notebook does)."""
+    import numpy as np
+    key = (item.params["reference_data"], item.params["reference_config"], str(ctx.reference_dir),
+           int(item.params.get("stream_epochs", 0)))
+    if key not in _STREAMS:
+        state = np.random.get_state()
+        try:
+            train, test = _generators(item, ctx.reference_dir)
+            prints, first = [], None
+            for _ in range(max(1, key[3])):
+                for b in range(len(train)):
+                    x = torch.from_numpy(np.asarray(train[b][0])).float()
+                    first = x if first is None else first
+                    prints.append(_fingerprint(x))
+                for b in range(len(test)):
+                    test[b]
+        finally:
+            np.random.set_state(state)
+        _STREAMS[key] = Stream(first, prints[: key[3] * len(train)])
+    return _STREAMS[key]
+
+
+def _fingerprint(x: torch.Tensor) -> float:
+    flat = x.reshape(-1).double()
+    return float((flat * torch.arange(1, flat.numel() + 1, dtype=torch.float64)).sum())
+
+
+def heldout(item: Item, seed: int, reference_dir) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fresh sequences of the section's task from another data seed; labels stay here."""
+    import numpy as np
+    held = item.params.get("heldout", {})
+    state = np.random.get_state()
+    try:
+        gen, _ = _generators(item, reference_dir, data_seed=item_seed(seed, item.id) % 2**31)
+        xs, ys = [], []
+        for b in range(int(held.get("batches", 16))):
+            x, y = gen[b]
+            xs.append(torch.from_numpy(np.asarray(x)).float())
+            ys.append(torch.from_numpy(np.asarray(y)).argmax(dim=1))
+    finally:
+        np.random.set_state(state)
+    return torch.cat(xs), torch.cat(ys).to(torch.int64)
+
+
+def _same_multiset(got: list[torch.Tensor], want: list[torch.Tensor]) -> bool:
+    if len(got) != len(want):
+        return False
+    left = list(want)
+    for g in got:
+        hit = next((i for i, w in enumerate(left) if tuple(w.shape) == tuple(g.shape)
+                    and torch.equal(w.to(g.dtype), g)), None)
+        if hit is None:
+            return False
+        left.pop(hit)
+    return True
+
+
+def _rounded(values: list, digits: int) -> list:
+    return [None if v is None or v != v else float(f"{v:.{digits}g}") for v in values]

@@ -1,0 +1,299 @@
+"""Training instrumentation, installed in the student's kernel before the first cell.
+
+The grader measures training itself instead of believing the curves a notebook
+records, prints or plots. Installed once per kernel (standard library and torch):
+
+* a global optimizer step pre-hook: at every step of every optimizer, the total L2
+  norm of the gradients that step applies (after any clipping the student does), the
+  learning rate of the first parameter group, and the loss of the last backward pass;
+* a wrapper of ``torch.autograd.backward`` (``Tensor.backward`` goes through it): the
+  value of the scalar being differentiated is the training batch's loss, whatever
+  computed it (a loss module, ``F.cross_entropy``, a hand-written formula);
+* a global module forward pre-hook that remembers the latest input of each module
+  between two steps, so the model an optimizer trains (the module whose parameters
+  are exactly the optimizer's) and its training batches can be named;
+* IPython's execution count at each step, so the trusted side maps steps to cells
+  through the executed notebook, and a snapshot of each trained model's weights at
+  the end of every cell in which it trained.
+
+Nothing here is trusted beyond plain values; the grader decides outside the kernel.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import weakref
+
+MAX_STEPS = 200_000            # per run; a runaway loop must not exhaust memory
+MAX_RUNS = 64
+MAX_SNAPSHOT_PARAMS = 1_000_000
+NAME = "_grader_instrument"
+
+
+class _Run:
+    def __init__(self, index: int, opt) -> None:
+        self.index = index
+        self.optimizer = type(opt).__name__
+        params = [p for g in opt.param_groups for p in g["params"]]
+        self.param_ids = {id(p) for p in params}
+        self.params = params
+        self.n_params = int(sum(p.numel() for p in params))
+        self.shapes = [list(p.shape) for p in params]
+        self.cells: list[int] = []
+        self.loss: list[float] = []
+        self.gnorm: list[float] = []
+        self.lr: list[float] = []
+        self.batch: list[float] = []      # fingerprint of the model's input at each step
+        self.model = None
+        self.initial = None               # parameter values before the first step
+        self.first_input = None
+        self.snapshots: dict[int, list] = {}   # execution count -> parameter values at the cell's end
+        self.dirty = False
+
+
+class Instrument:
+    def __init__(self, torch) -> None:
+        self.torch = torch
+        self.runs: list[_Run] = []
+        self.by_opt: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+        self.pending_loss = math.nan
+        self.recent: dict[int, tuple] = {}
+        self.handles: list = []
+        self.errors = 0
+
+    # -- hooks
+
+    def execution_count(self) -> int:
+        ip = sys.modules.get("IPython")
+        shell = ip.get_ipython() if ip is not None else None
+        return int(getattr(shell, "execution_count", -1) or -1)
+
+    def on_backward(self, tensors) -> None:
+        t = tensors[0] if isinstance(tensors, (list, tuple)) and len(tensors) == 1 else tensors
+        if isinstance(t, self.torch.Tensor) and t.numel() == 1:
+            with self.torch.no_grad():
+                self.pending_loss = float(t.detach().reshape(()).double())
+
+    def on_forward(self, module, args) -> None:
+        if not self.torch.is_grad_enabled() or not args:
+            return
+        x = args[0]
+        if isinstance(x, self.torch.Tensor) and x.is_floating_point():
+            self.recent[id(module)] = (module, x)
+
+    def on_step(self, opt, args, kwargs) -> None:
+        torch = self.torch
+        run = self.by_opt.get(opt)
+        if run is None:
+            if len(self.runs) >= MAX_RUNS:
+                return
+            run = _Run(len(self.runs), opt)
+            self.runs.append(run)
+            self.by_opt[opt] = run
+            run.initial = [p.detach().clone() for p in run.params] if run.n_params <= MAX_SNAPSHOT_PARAMS else None
+            run.model = self._find_model(run)
+        if len(run.loss) >= MAX_STEPS:
+            return
+        with torch.no_grad():
+            total = 0.0
+            for g in opt.param_groups:
+                for p in g["params"]:
+                    if p.grad is not None:
+                        total += float(p.grad.detach().double().square().sum())
+        x = self.recent.get(id(run.model))[1] if run.model is not None and id(run.model) in self.recent else None
+        if run.first_input is None and x is not None and not run.loss and x.numel() <= 1_000_000:
+            run.first_input = x.detach().clone()
+        run.cells.append(self.execution_count())
+        run.loss.append(self.pending_loss)
+        run.gnorm.append(math.sqrt(total))
+        lr = opt.param_groups[0].get("lr", math.nan) if opt.param_groups else math.nan
+        run.lr.append(float(lr) if isinstance(lr, (int, float)) else math.nan)
+        run.batch.append(fingerprint(torch, x) if x is not None else math.nan)
+        run.dirty = True
+        self.pending_loss = math.nan
+        self.recent.clear()
+
+    def _find_model(self, run: _Run):
+        for module, _x in self.recent.values():
+            try:
+                ids = {id(p) for p in module.parameters()}
+            except Exception:
+                continue
+            if ids == run.param_ids:
+                return module
+        return None
+
+    def on_cell_end(self, *_args) -> None:
+        count = self.execution_count()
+        for run in self.runs:
+            if run.dirty and run.n_params <= MAX_SNAPSHOT_PARAMS:
+                run.snapshots[count] = [p.detach().clone() for p in run.params]
+            run.dirty = False
+        self.recent.clear()
+
+    # -- the probe's side
+
+    def dump(self, action: dict, in_dir: str, out_dir: str) -> None:
+        torch = self.torch
+        item = str(action["item"])
+        want = int(action.get("n_params", 0))
+        inputs = None
+        path = os.path.join(in_dir, item + ".pt")
+        if os.path.exists(path):
+            inputs = torch.load(path, weights_only=True).get("inputs")
+        tensors: dict = {}
+        runs = []
+        for run in self.runs:
+            entry = {"index": run.index, "optimizer": run.optimizer, "n_params": run.n_params,
+                     "shapes": run.shapes, "steps": len(run.loss), "cells": _rle(run.cells),
+                     "loss": _round(run.loss), "grad_norm": _round(run.gnorm), "lr": _rle(_round(run.lr)),
+                     "batch": run.batch[: int(action.get("batches", 0))],
+                     "model_found": run.model is not None, "snapshot_cells": sorted(run.snapshots)}
+            if run.n_params == want:
+                if run.initial is not None:
+                    for i, t in enumerate(run.initial):
+                        tensors[f"r{run.index}.init.{i}"] = t
+                if run.first_input is not None:
+                    tensors[f"r{run.index}.input"] = run.first_input
+                if inputs is not None and run.model is not None:
+                    entry["predictions"] = self._predict(run, inputs, tensors)
+            runs.append(entry)
+        answer = {"installed": True, "runs": runs, "errors": self.errors}
+        if tensors:
+            _replace(os.path.join(out_dir, item + ".pt"), lambda tmp: torch.save(tensors, tmp))
+        _replace(os.path.join(out_dir, item + ".json"), lambda tmp: _dump_json(tmp, answer))
+
+    def _predict(self, run: _Run, inputs, tensors: dict) -> dict:
+        """Class predictions of the run's model on the grader's inputs, with the weights it had
+        at the end of each cell it trained in (later cells may have changed it)."""
+        torch = self.torch
+        out = {}
+        model = run.model
+        current = [p.detach().clone() for p in run.params]
+        was_training = getattr(model, "training", False)
+        try:
+            model.eval()
+            for count, values in sorted(run.snapshots.items()):
+                try:
+                    with torch.no_grad():
+                        for p, v in zip(run.params, values):
+                            p.copy_(v)
+                        preds = []
+                        for start in range(0, inputs.shape[0], 64):
+                            y = model(inputs[start:start + 64].clone())
+                            preds.append(y[:, -1, :].argmax(-1).to(torch.int64).cpu())
+                        key = f"r{run.index}.pred.{count}"
+                        tensors[key] = torch.cat(preds)
+                        out[str(count)] = key
+                except Exception as e:
+                    out[str(count)] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+        finally:
+            with torch.no_grad():
+                for p, v in zip(run.params, current):
+                    p.copy_(v)
+            model.train(was_training)
+        return out
+
+
+def fingerprint(torch, x) -> float:
+    """A number that tells batches apart: sum over non-zero entries of (flat index + 1) * value.
+    The trusted side computes the same from the reference data stream."""
+    with torch.no_grad():
+        flat = x.detach().reshape(-1).double()
+        idx = torch.arange(1, flat.numel() + 1, dtype=torch.float64)
+        return float((flat * idx).sum())
+
+
+def _round(values: list[float]) -> list:
+    out = []
+    for v in values:
+        if v != v or v in (math.inf, -math.inf):
+            out.append(None)
+        else:
+            out.append(float(f"{v:.5g}"))
+    return out
+
+
+def _rle(values: list) -> list:
+    """[[value, count], ...]: cells and learning rates change rarely."""
+    out: list = []
+    for v in values:
+        if out and out[-1][0] == v:
+            out[-1][1] += 1
+        else:
+            out.append([v, 1])
+    return out
+
+
+def _dump_json(path: str, obj: dict) -> None:
+    with open(path, "x", encoding="utf-8") as f:
+        json.dump(obj, f, separators=(",", ":"))
+
+
+def _replace(path: str, write) -> None:
+    tmp = f"{path}.{os.getpid()}.{random.random():.12f}.tmp"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def install() -> Instrument:
+    """Install the hooks once per kernel; the loader puts this module in sys.modules[NAME]
+    first, and the probe finds the instance there after the notebook."""
+    existing = sys.modules.get(NAME)
+    if existing is not None and getattr(existing, "INSTANCE", None) is not None:
+        return existing.INSTANCE
+    import torch
+    import torch.autograd
+    from torch.nn.modules.module import register_module_forward_pre_hook
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    inst = Instrument(torch)
+    original_backward = torch.autograd.backward
+
+    def backward(tensors, *args, **kwargs):
+        try:
+            inst.on_backward(tensors)
+        except Exception:
+            inst.errors += 1
+        return original_backward(tensors, *args, **kwargs)
+
+    backward.__wrapped__ = original_backward
+    backward.__doc__ = original_backward.__doc__
+    torch.autograd.backward = backward
+
+    def step_hook(opt, args, kwargs):
+        try:
+            inst.on_step(opt, args, kwargs)
+        except Exception:
+            inst.errors += 1
+        return None
+
+    def forward_hook(module, args):
+        try:
+            inst.on_forward(module, args)
+        except Exception:
+            inst.errors += 1
+        return None
+
+    def cell_end(*a):
+        try:
+            inst.on_cell_end(*a)
+        except Exception:
+            inst.errors += 1
+
+    inst.handles.append(register_optimizer_step_pre_hook(step_hook))
+    inst.handles.append(register_module_forward_pre_hook(forward_hook))
+    ip = sys.modules.get("IPython")
+    shell = ip.get_ipython() if ip is not None else None
+    if shell is not None:
+        shell.events.register("post_run_cell", cell_end)
+    module = sys.modules.get(NAME)
+    if module is not None:
+        module.INSTANCE = inst
+    return inst
+
+
+INSTANCE: Instrument | None = None
