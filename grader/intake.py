@@ -287,6 +287,9 @@ def _check_notebook(path: Path, name: str, res: IntakeResult) -> None:
     except json.JSONDecodeError as e:
         res.problems[name] = f"not a valid notebook: invalid JSON at line {e.lineno}, column {e.colno}"
         return
+    except RecursionError:  # json raises this, not JSONDecodeError, for deeply nested arrays
+        res.problems[name] = "not a valid notebook: the JSON is nested too deeply"
+        return
     if not isinstance(data, dict) or not isinstance(data.get("nbformat"), int):
         res.problems[name] = "not a valid notebook: no 'nbformat' version field"
         return

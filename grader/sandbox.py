@@ -79,9 +79,21 @@ def _own_v1_group(controller: str) -> Path | None:
     return None
 
 
+def _remove_stale(parent: Path) -> None:
+    """Remove empty groups left behind by a grader that was killed (its pid is gone)."""
+    for group in parent.glob("grader_*_*"):
+        pid = group.name.split("_")[1]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}") and not _cgroup_pids(group):
+            try:
+                group.rmdir()
+            except OSError:
+                pass
+
+
 def _make_child(parent: Path | None, name: str, settings: dict[str, str]) -> Path | None:
     if parent is None:
         return None
+    _remove_stale(parent)
     child = parent / name
     try:
         child.mkdir()
@@ -248,7 +260,7 @@ class Sandbox:
         self.limits["cpu"] = f"RLIMIT_CPU {self.cpu_s} s"
         self.limits["file_size"] = f"RLIMIT_FSIZE {self.fsize_mb} MiB"
         self.limits["open_files"] = "RLIMIT_NOFILE 1024"
-        self.limits["tmp"] = f"tmpfs /tmp {self.tmp_mb} MiB"
+        self.limits["tmp"] = f"tmpfs /tmp {self.tmp_mb} MiB, tmpfs /dev/shm {self.tmp_mb} MiB"
         self.limits["user"] = f"uid {SANDBOX_UID}, all capabilities dropped"
         self.limits["filesystem"] = (f"work dir read-write at {WORK_MOUNT}; /usr, the Python "
                                      "environment and a few /etc files read-only; nothing else")
@@ -262,7 +274,9 @@ class Sandbox:
             args += ["--ro-bind-try", f, f]
         for d in _ETC_DIRS_TRY:
             args += ["--ro-bind-try", d, d]
+        # /dev is a fresh tmpfs sized at half the host's RAM; cap its writable /dev/shm like /tmp.
         args += ["--proc", "/proc", "--dev", "/dev",
+                 "--size", str(self.tmp_mb << 20), "--tmpfs", "/dev/shm",
                  "--size", str(self.tmp_mb << 20), "--tmpfs", "/tmp"]
         # Bind the interpreter trees after /tmp's tmpfs so a tree under /tmp stays visible.
         for tree in self.python_trees():
@@ -310,7 +324,9 @@ class Sandbox:
                    f"--fsize={self.fsize_mb << 20}", "--nofile=1024", "--core=0"]
         if self.as_mib is not None:
             rlimits.append(f"--as={self.as_mib << 20}")
-        cmd = rlimits + ["--", bwrap] + self._bind_args() + [
+        # bwrap's own process is pid 1 inside the sandbox and its /proc/1/environ is readable
+        # there, so it must not inherit the grader's environment (tokens, secrets).
+        cmd = [find_tool("env") or "/usr/bin/env", "-i", "PATH=/usr/bin:/bin"] + rlimits + ["--", bwrap] + self._bind_args() + [
             "--chdir", WORK_MOUNT,
             "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--unshare-net",

@@ -1,0 +1,104 @@
+"""A real `grader grade` killed with SIGKILL while a notebook runs, then run again: no
+student is lost or graded twice, finished records are reused, and the kill leaves no
+sandboxed process behind."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader.record import load as load_record
+from test_hostile_exec import RUBRIC
+
+FAST = "def f(x):\n    return x + 1\nanswer = f(41)"
+SLOW = ("import subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', '{token}'], start_new_session=True)\n"
+        "open('started', 'w').close()\ntime.sleep(8)\n" + FAST)
+
+
+def _zip(path: Path, source: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("work.ipynb", nbformat.writes(nb))
+
+
+def _procs_with(token: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def _grade(root: Path) -> list[str]:
+    return [sys.executable, "-m", "grader.cli", "grade", str(root / "subs"), "--rubric", str(root / "r.toml"),
+            "--out", str(root / "out")]
+
+
+@pytest.mark.slow
+def test_killed_batch_resumes_without_losing_or_duplicating(tmp_path):
+    token = f"resume-{os.getpid()}-{time.time_ns()}"
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "r.toml").write_text(RUBRIC.replace("cell_timeout_s = 3", "cell_timeout_s = 30"))
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    _zip(subs / "aa001.zip", FAST)
+    _zip(subs / "bb002.zip", SLOW.format(token=token))
+    _zip(subs / "cc003.zip", FAST)
+    out = tmp_path / "out"
+    started = out / "work" / "bb002.zip" / "run" / "nb" / "started"
+
+    proc = subprocess.Popen(_grade(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "the slow notebook never started"
+        time.sleep(0.05)
+    assert _procs_with(token), "the notebook's child should be running now"
+    killed = proc.pid
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+
+    # The sandbox dies with the grader (bwrap --die-with-parent, pid namespace).
+    for _ in range(100):
+        if not _procs_with(token):
+            break
+        time.sleep(0.05)
+    assert _procs_with(token) == []
+    records = out / "records"
+    assert sorted(p.name for p in records.iterdir()) == ["aa001.zip.json"]     # complete, nothing half-written
+    first = load_record(records / "aa001.zip.json")
+    assert first.complete and first.status == "graded"
+    mtime = (records / "aa001.zip.json").stat().st_mtime_ns
+
+    again = subprocess.run(_grade(tmp_path), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "aa001.zip: reusing the record" in again.stderr
+    assert "bb002.zip: grading" in again.stderr and "cc003.zip: grading" in again.stderr
+    assert (records / "aa001.zip.json").stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in records.iterdir()) == ["aa001.zip.json", "bb002.zip.json", "cc003.zip.json"]
+    rows = (out / "grades.csv").read_text().splitlines()[1:]
+    assert sorted(r.split(",")[0] for r in rows) == ["aa001", "bb002", "cc003"]
+    for name in ("aa001", "bb002", "cc003"):
+        rec = load_record(records / f"{name}.zip.json")
+        assert rec.status == "graded" and rec.score["final"] == 6, (name, rec.reason)
+    assert _procs_with(token) == []
+    # The killed grader's (empty) cgroups were removed by the next run.
+    for controller in ("memory", "pids"):
+        line = [l for l in Path("/proc/self/cgroup").read_text().splitlines()
+                if controller in l.split(":")[1].split(",")]
+        group = Path("/sys/fs/cgroup") / controller / line[0].split(":", 2)[2].lstrip("/") if line else None
+        if group is not None and group.is_dir():
+            assert not list(group.glob(f"grader_{killed}_*")), controller
