@@ -60,7 +60,13 @@ def cmd_grade(args: argparse.Namespace) -> int:
         return 2
 
     started = time.monotonic()
-    recs = grade_batch(zips, rubric, settings, args.out, resume=not args.no_resume)
+    try:
+        recs = grade_batch(zips, rubric, settings, args.out, resume=not args.no_resume)
+    except KeyboardInterrupt:
+        done = len(list((args.out / "records").glob("*.json")))
+        print(f"grader: stopped; {done} complete record(s) are kept in {args.out / 'records'}; "
+              "run the same command again to grade the rest", file=sys.stderr)
+        return 130
     counts: dict[str, int] = {}
     for r in recs:
         counts[r.status] = counts.get(r.status, 0) + 1

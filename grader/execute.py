@@ -5,10 +5,12 @@ import asyncio
 import atexit
 import collections
 import dataclasses
+import json
 import os
 import queue
 import re
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -306,6 +308,8 @@ class _State:
     why_stopped: str = ""               # why the grader stopped a kernel it found misbehaving
     prelude: str | None = None          # grader code run hidden before the first cell
     prelude_status: str = ""
+    stop: Any = None                    # asyncio.Event set by SIGINT/SIGTERM: staff stopped the grader
+    interrupted: bool = False
 
 
 def _copy_out(src: Path, dst: Path) -> None:
@@ -410,6 +414,7 @@ async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: P
             state.detail = f"the sandboxed kernel did not start ({_short(str(e), 200)})" + (
                 f"; launcher said: {_short(log, 400)}" if log else "")
             return
+        _own_signals(state)  # nbclient's setup just replaced them
         watchdog = asyncio.ensure_future(_watch_disk(state, sbx, settings, workdir))
         try:
             proc = getattr(km.provisioner, "process", None)
@@ -506,12 +511,46 @@ async def _shutdown(km: AsyncKernelManager) -> None:
         pass
 
 
+def _own_signals(state: _State) -> None:
+    """SIGINT/SIGTERM stop the run (nbclient's own handlers only schedule a cleanup of
+    kernels it owns, so without this a Ctrl-C of the grader would be swallowed)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, state.stop.set)
+        except (RuntimeError, NotImplementedError, ValueError):
+            pass  # not the main thread: the caller's own handling applies
+
+
 async def _main(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: Path,
                 probe: ProbeRequest | None) -> None:
+    state.stop = asyncio.Event()
+    _own_signals(state)
     task = asyncio.ensure_future(_drive(state, sbx, settings, workdir, probe))
-    done, _ = await asyncio.wait({task}, timeout=settings.notebook_timeout_s)
+    stopper = asyncio.ensure_future(state.stop.wait())
+    try:
+        done, _ = await asyncio.wait({task, stopper}, timeout=settings.notebook_timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(sig)
+            except (RuntimeError, NotImplementedError, ValueError):
+                pass
     if task in done:
         task.result()
+        return
+    if state.stop.is_set():
+        state.interrupted = True
+        task.cancel()
+        try:
+            await asyncio.wait_for(task, 10)
+        except BaseException:
+            pass
+        if state.km is not None:
+            await _shutdown(state.km)
         return
     # nbclient turns a cancelled cell into DeadKernelError, so decide the outcome here.
     task.cancel()
@@ -600,7 +639,17 @@ def _write_executed(nb: nbformat.NotebookNode, nb_path: Path, workdir: Path) -> 
 def read_notebook(nb_path: Path) -> tuple[nbformat.NotebookNode | None, str]:
     """The notebook as nbformat 4, or (None, why it cannot be run). Never raises."""
     try:
-        nb = nbformat.read(str(nb_path), as_version=4)
+        data = json.loads(Path(nb_path).read_text(encoding="utf-8"))
+        # Outputs and counts are thrown away before running anyway; clearing them first
+        # means a stale or malformed output, or a cell without metadata (common in notebooks
+        # saved by other tools), does not make an otherwise runnable notebook "invalid".
+        if isinstance(data, dict) and data.get("nbformat") == 4 and isinstance(data.get("cells"), list):
+            for cell in data["cells"]:
+                if isinstance(cell, dict):
+                    cell.setdefault("metadata", {})
+                    if cell.get("cell_type") == "code":
+                        cell["outputs"], cell["execution_count"] = [], None
+        nb = nbformat.reads(json.dumps(data), as_version=4)
         nbformat.validate(nb)
     # nbformat raises many types (and RecursionError) for damaged notebooks.
     except Exception as e:
@@ -658,6 +707,9 @@ def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
                 else:
                     state.outcome = "sandbox_failed"
                     state.detail = f"internal error while running the kernel: {type(e).__name__}: {_short(str(e), 200)}"
+            if state.interrupted:
+                sbx.kill_all()
+                raise KeyboardInterrupt("grading was stopped (SIGINT or SIGTERM)")
             status, message, first = _finish(state, settings, sbx)
             left = sbx.kill_all()
             if left:

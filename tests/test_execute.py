@@ -231,3 +231,15 @@ def test_invalid_notebook(tmp_path):
     run = execute_notebook(path, tmp_path / "work", FAST)
     assert run.status == "invalid" and not run.executable()
     assert run.cells == [] and run.executed_path is None
+
+
+def test_malformed_outputs_do_not_make_a_notebook_invalid(tmp_path):
+    # Saved by another tool: an output without its required keys, a cell without metadata.
+    nb = {"nbformat": 4, "nbformat_minor": 4, "metadata": {},
+          "cells": [{"cell_type": "code", "source": "x = 6 * 7", "execution_count": "one",
+                     "outputs": [{"output_type": "stream", "text": "42"}]}]}
+    path = tmp_path / "odd.ipynb"
+    path.write_text(json.dumps(nb))
+    (tmp_path / "work").mkdir()
+    run = execute_notebook(path, tmp_path / "work", FAST)
+    assert run.status == "completed", run.message
