@@ -114,6 +114,9 @@ def feedback_markdown(rubric: Rubric, r: Record, images: dict[str, str] | None =
     notes = intake.get("naming_issues", []) + [f"extra file in the zip: `{f}`" for f in intake.get("extra_files", [])]
     notes += [f"`{m}` is missing from the zip" for m in intake.get("missing", [])]
     notes += [f"`{k}`: {v}" for k, v in intake.get("problems", {}).items()]
+    if intake.get("ignored"):
+        shown = ", ".join(f"`{n}`" for n in intake["ignored"][:5]) + (" ..." if len(intake["ignored"]) > 5 else "")
+        notes.append(f"system files ignored, not counted as extra files: {shown}")
     if notes and (r.status != "rejected" or intake.get("files")):
         lines += ["## Files", ""] + [f"- {n}" for n in notes] + [""]
 
