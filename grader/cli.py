@@ -52,11 +52,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if times_path is None:
         print("grader: warning: no submission_times.csv; zip modification times will be used", file=sys.stderr)
 
-    from grader.execute import SandboxError, preflight
-    try:
-        preflight(_exec_for_preflight(rubric))
-    except SandboxError as e:
-        print(f"grader: refusing to grade: the sandbox is not working: {e}", file=sys.stderr)
+    if not sandbox_works(rubric, "grade"):
         return 2
 
     started = time.monotonic()
@@ -77,9 +73,16 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
-def _exec_for_preflight(rubric):
+def sandbox_works(rubric, verb: str) -> bool:
+    """Run the canary notebook first: grading with a sandbox that does not hold is refused."""
+    from grader.execute import SandboxError, preflight
     from grader.runner import exec_settings
-    return exec_settings(rubric, GradeSettings(work_dir=Path("."), cache_dir=Path(".")))
+    try:
+        preflight(exec_settings(rubric, GradeSettings(work_dir=Path("."), cache_dir=Path("."))))
+    except SandboxError as e:
+        print(f"grader: refusing to {verb}: the sandbox is not working: {e}", file=sys.stderr)
+        return False
+    return True
 
 
 def rescore(rubric, rec, staff: dict[str, float]):
@@ -126,14 +129,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from grader.execute import SandboxError, preflight
     from grader.validate import table, validate
 
     rubric = load_rubric(args.rubric)
-    try:
-        preflight(_exec_for_preflight(rubric))
-    except SandboxError as e:
-        print(f"grader: refusing to validate: the sandbox is not working: {e}", file=sys.stderr)
+    if not sandbox_works(rubric, "validate"):
         return 2
     started = time.monotonic()
     problems, records = validate(rubric, seed=args.seed, cache_dir=args.cache_dir)

@@ -7,7 +7,6 @@ samples and the validate check grade it (grader/cache.py).
 """
 from __future__ import annotations
 
-import io
 import os
 import zipfile
 from datetime import timedelta
@@ -19,6 +18,7 @@ import pytest
 from grader.record import Record
 from grader.rubric import Rubric, load_rubric
 from grader.runner import GradeSettings, grade_submission
+from grader.validate import placeholder_pdf
 
 REPO = Path(__file__).resolve().parents[1]
 HW2_RUBRIC = REPO / "rubrics" / "hw2.toml"
@@ -27,16 +27,7 @@ SESSION_SEED = 20251005
 
 
 def small_pdf(text: str = "answers") -> bytes:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig = plt.figure(figsize=(4, 2))
-    fig.text(0.05, 0.5, text)
-    fig.savefig(buf, format="pdf", metadata={"CreationDate": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return placeholder_pdf(text)
 
 
 def hw2_members(version: str = "solution", **replace: bytes | None) -> dict[str, bytes]:
