@@ -146,12 +146,15 @@ def feedback_markdown(rubric: Rubric, r: Record, images: dict[str, str] | None =
             continue
         for it in mine:
             mark = {"passed": "✔", "partial": "◐", "pending": "…"}.get(it["status"], "✘")
+            lost = [sub for sub in it.get("subchecks", [])
+                    if sub["points"] < sub["possible"] - 1e-9 and sub["message"]]
+            # With several sub-checks the details go under each one, not repeated on the item.
+            show = it["message"] and it["status"] not in ("passed", "pending") and len(lost) < 2
             lines.append(f"- {mark} **{it['title']}** ({_fmt(it['points'])} / {_fmt(it['possible'])}"
                          f"{', extra credit' if it['extra'] else ''}): {STATUS_WORDS.get(it['status'], it['status'])}"
-                         + (f": {it['message']}" if it["message"] and it["status"] not in ("passed", "pending") else ""))
-            for sub in it.get("subchecks", []):
-                if sub["points"] < sub["possible"] - 1e-9 and sub["message"]:
-                    lines.append(f"    - {sub['name']} ({_fmt(sub['points'])} / {_fmt(sub['possible'])}): {sub['message']}")
+                         + (f": {it['message']}" if show else ""))
+            for sub in lost if len(lost) >= 2 else []:
+                lines.append(f"    - {sub['name']} ({_fmt(sub['points'])} / {_fmt(sub['possible'])}): {sub['message']}")
             if it.get("review"):
                 lines.append("    - flagged for a staff review")
             if images and it["id"] in images:
@@ -168,7 +171,10 @@ def _run_section(run: dict, test_failures: tuple[str, ...] = ()) -> list[str]:
     if status == "completed":
         out.append(f"Your notebook ran from top to bottom in the grader ({_fmt(round(run['seconds'], 1))} s).")
     else:
-        out.append(f"**Your notebook did not run cleanly from top to bottom**: {run['message']}")
+        if status == "errors":
+            out.append("**Some cells raised errors**; the cells after them still ran:")
+        else:
+            out.append(f"**Your notebook did not run cleanly from top to bottom**: {_oneline(run['message'], 300)}")
     for n in run.get("neutralized", []):
         out.append(f"- Colab-only line neutralized in cell {n['cell']}: `{n['line'].strip()}` ({n['why']})")
     for c in run.get("cells", []):
