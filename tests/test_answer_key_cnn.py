@@ -25,7 +25,7 @@ sys.path.insert(0, str(HW2))
 
 from hw2ref import cnn  # noqa: E402
 
-DRAFT = HW2 / "rubric-draft-hw2_cnn.toml"
+RUBRIC = HW2.parents[1] / "rubrics" / "hw2.toml"
 
 
 def _torch_out_hw(h, w, k, p, s, d):
@@ -70,18 +70,19 @@ def test_conv_output_size_conventions():
 def test_conv_output_size_fingerprints_are_told_apart_by_the_rubric_cases():
     """Each wrong variant must give a different answer on at least one case the grader uses,
     and the right function must agree with torch on every case."""
-    item = next(i for i in tomllib.loads(DRAFT.read_text())["items"] if i["id"] == "hw2_cnn.conv_output_size")
-    cases = item["params"]["cases"]
-    for case in cases:
-        args = (case["size"], case["kernel"], case["padding"], case["stride"], case["dilation"])
-        h, w = case["size"]
-        assert cnn.conv_output_size(*args) == _torch_out_hw(h, w, *args[1:]), case
+    item = next(i for i in tomllib.loads(RUBRIC.read_text())["items"] if i["id"] == "hw2_cnn.conv_output_size")
+    cases = [tuple(c["args"]) + (c.get("kwargs", {}).get("stride", 1),) if len(c["args"]) == 2 else tuple(c["args"])
+             for c in item["params"]["cases"]]
+    # (size, kernel, padding, stride, dilation); the 1.1(a) case gives only size, kernel and stride.
+    cases = [(c[0], c[1], 0, c[2], 1) if len(c) == 3 else c for c in cases]
+    for size, kernel, padding, stride, dilation in cases:
+        if isinstance(size, list):
+            args = (tuple(size), kernel, padding, stride, dilation)
+            assert cnn.conv_output_size(*args) == _torch_out_hw(*size, *args[1:]), args
     for fp in item["fingerprints"]:
-        wrong = getattr(cnn, fp["name"].split(":")[1])
-        differing = [c for c in cases
-                     if wrong(c["size"], c["kernel"], c["padding"], c["stride"], c["dilation"])
-                     != cnn.conv_output_size(c["size"], c["kernel"], c["padding"], c["stride"], c["dilation"])]
-        assert differing, fp["name"]
+        wrong = getattr(cnn, fp["variant"].split(":")[1])
+        differing = [c for c in cases if wrong(*c) != cnn.conv_output_size(*c)]
+        assert differing, fp["variant"]
 
 
 # ----------------------------------------------------------------------------- 1.1(c): the key's example
