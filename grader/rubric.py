@@ -56,6 +56,9 @@ class ExecutionSettings:
     pids_max: int
     tmp_mb: int
     colab: str
+    disk_mb: int                  # work folder of one notebook, watched; the kernel is killed beyond
+    max_files: int
+    file_mb: int                  # largest single file a notebook may write (RLIMIT_FSIZE)
     threads: int                  # OMP/MKL threads of a student kernel: predictable and fair on a shared machine
     # Errors that mean "the notebook's own test failed" (a wrong answer, scored by the items),
     # not "the code cannot be executed": recorded and shown, but no execution penalty.
@@ -302,6 +305,9 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
         pids_max=int(e.num("pids_max", 256, minimum=8)),
         tmp_mb=int(e.num("tmp_mb", 512, minimum=16)),
         colab=e.one_of("colab", COLAB_MODES, "neutralize"),
+        disk_mb=int(e.num("disk_mb", 2048, minimum=16)),
+        max_files=int(e.num("max_files", 20000, minimum=10)),
+        file_mb=int(e.num("file_mb", 512, minimum=1)),
         threads=int(e.num("threads", 1, minimum=1)),
         test_failures=e.strs("test_failures", ("AssertionError", "GradcheckError")),
     )

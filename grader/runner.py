@@ -59,7 +59,7 @@ def exec_settings(rubric: Rubric, settings: GradeSettings) -> ExecSettings:
         cell_timeout_s=settings.cell_timeout_s or e.cell_timeout_s,
         notebook_timeout_s=settings.notebook_timeout_s or e.notebook_timeout_s,
         memory_mb=e.memory_mb, pids_max=e.pids_max, tmp_mb=e.tmp_mb, colab=e.colab,
-        probe_timeout_s=e.probe_timeout_s)
+        probe_timeout_s=e.probe_timeout_s, disk_mb=e.disk_mb, max_files=e.max_files, fsize_mb=e.file_mb)
 
 
 def intake_policy(rubric: Rubric) -> IntakePolicy:

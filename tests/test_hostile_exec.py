@@ -6,7 +6,6 @@ the honest students' records do not change, nothing reaches the host (files, pro
 sockets, secrets) and the grader's outputs hold only what the grader wrote."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import subprocess
@@ -18,7 +17,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import grader.runner as runner
 from grader.batch import grade_batch
 from grader.record import load as load_record
 from grader.rubric import load_rubric
@@ -47,6 +45,7 @@ probe_timeout_s = 5
 memory_mb = 1024
 pids_max = 64
 tmp_mb = 64
+disk_mb = 96
 
 [[parts]]
 id = "nb"
@@ -70,7 +69,7 @@ points = 2
 target = "answer"
 """
 
-DISK_MB = 96
+DISK_MB = 96                                 # execution.disk_mb of the rubric above
 SEED = 4_611_686_018_427_387_903 - 12_345    # fixed here so the test can look for it
 # Intake-level attacks inside the same batch (traversal onto the required name, a bomb).
 INTAKE_IN_BATCH = {
@@ -142,16 +141,13 @@ def batch(tmp_path_factory):
                 zf.writestr("work.ipynb", honest if case is None else _notebook(case.cells, fill))
         zips.append(path)
 
-    real = runner.exec_settings
     old_env = os.environ.get("GRADER_HOSTILE_SECRET")
     os.environ["GRADER_HOSTILE_SECRET"] = secret
-    runner.exec_settings = lambda r, s: dataclasses.replace(real(r, s), disk_mb=DISK_MB)
     settings = GradeSettings(work_dir=out / "work", cache_dir=out / "cache", seed=SEED, keep_work=True)
     t0 = time.monotonic()
     try:
         records = grade_batch(zips, rubric, settings, out, log=lambda m: None)
     finally:
-        runner.exec_settings = real
         if old_env is None:
             os.environ.pop("GRADER_HOSTILE_SECRET", None)
         else:
