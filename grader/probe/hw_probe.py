@@ -327,6 +327,17 @@ def _student_state(model, ref_state: dict, ref_order: list, mapping: dict, trans
     return out, pairs
 
 
+def _construct(action: dict, tensors: dict):
+    """The student's module built as the action says, under the action's seed."""
+    import torch
+    cls = _lookup(action["target"])
+    _seed(int(action["seed"]))
+    model = cls(*_unpack(action["args"], tensors), **_unpack(action["kwargs"], tensors))
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"`{action['target']}(...)` gave a {_type_name(model)}, not an nn.Module")
+    return model
+
+
 def module(action: dict, in_dir: str, out_dir: str) -> None:
     """Weight transplant: build the student's module, load the reference weights, run
     forward and backward of the grader's upstream gradient."""
@@ -337,11 +348,7 @@ def module(action: dict, in_dir: str, out_dir: str) -> None:
     answer: dict = {}
     seed = int(action["seed"])
     try:
-        cls = _lookup(action["target"])
-        _seed(seed)
-        model = cls(*_unpack(action["args"], tensors), **_unpack(action["kwargs"], tensors))
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"`{action['target']}(...)` gave a {_type_name(model)}, not an nn.Module")
+        model = _construct(action, tensors)
     except Exception:
         answer["construct_error"] = _tb()
         _finish(out_dir, item, answer, pack)
@@ -408,11 +415,7 @@ def structure(action: dict, in_dir: str, out_dir: str) -> None:
     pack = _Pack()
     answer: dict = {}
     try:
-        cls = _lookup(action["target"])
-        _seed(int(action["seed"]))
-        model = cls(*_unpack(action["args"], tensors), **_unpack(action["kwargs"], tensors))
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"`{action['target']}(...)` gave a {_type_name(model)}, not an nn.Module")
+        model = _construct(action, tensors)
     except Exception:
         answer["construct_error"] = _tb()
         _finish(out_dir, item, answer, pack)
