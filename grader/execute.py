@@ -36,7 +36,7 @@ MAX_IMAGE_CHARS = 4_000_000          # base64 characters of one image
 MAX_IMAGE_CHARS_TOTAL = 20_000_000   # base64 characters of all images kept from one notebook
 TEXT_CELLS_BUDGET = 50               # text kept from one notebook: this many cells' worth
 MAX_KEPT_TRACEBACKS = 20             # error cells whose traceback goes into the record
-DISK_POLL_S = 0.25
+DISK_POLL_S = 0.1
 MAX_TRACEBACK_LINES = 200
 PROBE_OUT_MAX_BYTES = 20 << 20
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -336,7 +336,7 @@ def _copy_out(src: Path, dst: Path) -> None:
 
 
 def _disk_usage(roots: list[Path], max_entries: int) -> tuple[int, int]:
-    """(bytes allocated, entries) under roots, links not followed; stops past max_entries."""
+    """(bytes used, entries) under roots, links not followed; stops past max_entries."""
     used = entries = 0
     stack = [str(r) for r in roots]
     while stack and entries <= max_entries:
@@ -348,7 +348,9 @@ def _disk_usage(roots: list[Path], max_entries: int) -> tuple[int, int]:
                         st = entry.stat(follow_symlinks=False)
                     except OSError:
                         continue
-                    used += st.st_blocks * 512
+                    # Delayed allocation leaves st_blocks behind freshly written data for a
+                    # while; the size is what the kernel has written, so count the larger.
+                    used += max(st.st_blocks * 512, st.st_size if entry.is_file(follow_symlinks=False) else 0)
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
         except OSError:

@@ -55,7 +55,7 @@ def test_trivial_notebook_completes(tmp_path):
 def test_error_in_middle_cell_later_cells_still_run(tmp_path):
     run = _run(tmp_path, ["md:intro", "a = 1", "md:more", "print(model)",
                           "open('after.txt', 'w').write(str(a + 1))"])
-    assert run.status == "errors" and not run.executable()
+    assert run.status == "errors" and not run.executable(), run.message
     assert run.first_error_cell == 3
     assert [c.status for c in run.cells] == ["ok", "error", "ok"]
     bad = run.cells[1]
