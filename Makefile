@@ -3,15 +3,18 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    ?= grading-output
+RUBRICS ?= rubrics/hw2.toml
 
 .PHONY: setup system-deps grade test test-fast notebooks clean
 
-$(BIN)/grader: pyproject.toml
+$(BIN)/grader: pyproject.toml $(RUBRICS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch first: the pinned wheel comes from local disk on the course machines.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
+	# The course's environment in the student kernel, as the rubrics declare it (execution.packages).
+	$(BIN)/pip install --quiet $$($(BIN)/grader environment $(foreach r,$(RUBRICS),--rubric $(r)) --requirements)
 	touch $@
 
 # The sandbox needs bubblewrap (Debian package); installing it needs root.

@@ -12,17 +12,21 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
-from grader.execute import CellResult, ExecSettings, NotebookRun, ProbeRequest, ProbeResult
+from grader.execute import (CellResult, ExecSettings, NotebookRun, ProbeRequest, ProbeResult,
+                            time_limit_entries)
 from grader.record import to_jsonable, write_atomic
 
 GRADER = Path(__file__).resolve().parent
 # Changing how notebooks run or how the probe answers must invalidate cached runs.
-CODE_FILES = ("execute.py", "sandbox.py", "colab.py", "cache.py")
+CODE_FILES = ("execute.py", "sandbox.py", "colab.py", "cache.py", "environment.py", "devices.py")
 CACHEABLE = ("completed", "errors")   # a timeout or a dead kernel may depend on the machine's load
+# The time limits are not part of the key: a run that completed within them is reused under
+# other limits as long as every cell and the whole notebook took less (see _fits).
+_TIME_FIELDS = {"cell_timeout_s": 0.0, "notebook_timeout_s": 0.0, "limits_why": "", "cpu_s": 0}
 
 
 def _hash_tree(h: "hashlib._Hash", root: Path) -> None:
@@ -32,13 +36,16 @@ def _hash_tree(h: "hashlib._Hash", root: Path) -> None:
 
 
 def run_key(nb_path: Path, workdir: Path, settings: ExecSettings, env: dict[str, str],
-            mounts: list[tuple[Path, str]], probe: ProbeRequest | None, prelude: str | None = None) -> str:
+            mounts: list[tuple[Path, str]], probe: ProbeRequest | None, prelude: str | None = None,
+            python_path: list[str] | None = None) -> str:
     h = hashlib.sha256()
     for name in CODE_FILES:
         h.update((GRADER / name).read_bytes())
     _hash_tree(h, GRADER / "probe")
-    h.update(json.dumps([asdict(settings), sorted(env.items()), [(str(s), t) for s, t in mounts],
-                         nb_path.name, probe.code if probe else None, prelude], sort_keys=True).encode())
+    _hash_tree(h, GRADER / "kernel_env")
+    h.update(json.dumps([asdict(replace(settings, **_TIME_FIELDS)), sorted(env.items()),
+                         [(str(s), t) for s, t in mounts], nb_path.name, probe.code if probe else None,
+                         prelude, list(python_path or [])], sort_keys=True).encode())
     _hash_tree(h, workdir)              # the notebook and its support files
     if probe is not None:
         _hash_tree(h, Path(probe.in_dir))
@@ -53,19 +60,34 @@ def _load_run(data: dict) -> NotebookRun:
     return NotebookRun(**data)
 
 
+def _fits(run: NotebookRun, settings: ExecSettings) -> bool:
+    """A stored run stands for a run under ``settings`` only if no limit of theirs would have cut it."""
+    return (all(c.seconds < settings.cell_timeout_s for c in run.cells)
+            and sum(c.seconds for c in run.cells) < settings.notebook_timeout_s)
+
+
 def cached_execute(cache_dir: Path | None, nb_path: Path, workdir: Path, settings: ExecSettings,
                    env: dict[str, str], mounts: list[tuple[Path, str]], probe: ProbeRequest | None,
-                   execute: Callable[..., NotebookRun], prelude: str | None = None) -> tuple[NotebookRun, bool]:
+                   execute: Callable[..., NotebookRun], prelude: str | None = None,
+                   python_path: list[str] | None = None) -> tuple[NotebookRun, bool]:
     """Run ``execute`` or reuse an identical earlier run; returns (run, reused)."""
-    extra = {"prelude": prelude} if prelude else {}
+    extra: dict = {"prelude": prelude} if prelude else {}
+    if python_path:
+        extra["python_path"] = list(python_path)
     if cache_dir is None:
         return execute(nb_path, workdir, settings, env=env, ro_mounts=mounts, probe=probe, **extra), False
-    key = run_key(nb_path, workdir, settings, env, mounts, probe, prelude)
+    key = run_key(nb_path, workdir, settings, env, mounts, probe, prelude, python_path)
     entry = cache_dir / "runs" / key
     meta = entry / "run.json"
+    run = None
     if meta.is_file():
         try:
             run = _load_run(json.loads(meta.read_text()))
+        except (OSError, ValueError, TypeError, KeyError):
+            shutil.rmtree(entry, ignore_errors=True)
+    if run is not None and _fits(run, settings):
+        try:
+            run.limits = {**run.limits, **time_limit_entries(settings)}
             if probe is not None and (entry / "probe_out").is_dir():
                 shutil.copytree(entry / "probe_out", probe.out_dir, dirs_exist_ok=True)
             if (entry / "executed.ipynb").is_file():
@@ -74,8 +96,8 @@ def cached_execute(cache_dir: Path | None, nb_path: Path, workdir: Path, setting
                 shutil.copy2(entry / "executed.ipynb", target)
                 run.executed_path = target
             return run, True
-        except (OSError, ValueError, TypeError, KeyError):
-            shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass
     run = execute(nb_path, workdir, settings, env=env, ro_mounts=mounts, probe=probe, **extra)
     if run.status in CACHEABLE:
         tmp = entry.with_name(entry.name + ".tmp")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,11 +49,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
         times=load_times(times_path) if times_path else {},
         extensions=load_extensions(ext_path) if ext_path else {},
         staff_scores=load_staff_scores(staff_path, staff_ids) if staff_path else {},
-        cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout, keep_work=args.keep_work)
+        cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout, keep_work=args.keep_work,
+        device=args.device)
     if times_path is None:
         print("grader: warning: no submission_times.csv; zip modification times will be used", file=sys.stderr)
 
-    if not sandbox_works(rubric, "grade"):
+    if not sandbox_works(rubric, "grade", settings):
         return 2
 
     started = time.monotonic()
@@ -73,15 +75,28 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
-def sandbox_works(rubric, verb: str) -> bool:
-    """Run the canary notebook first: grading with a sandbox that does not hold is refused."""
-    from grader.execute import SandboxError, preflight
-    from grader.runner import exec_settings
+def sandbox_works(rubric, verb: str, settings: GradeSettings) -> bool:
+    """Before any student: the canary notebook (a sandbox that does not hold is refused), the
+    course's declared packages in the kernel, the device, and the time limits for this machine."""
+    from grader.devices import DeviceError, choose
+    from grader.execute import EnvironmentIncomplete, SandboxError, preflight
+    from grader.runner import exec_settings, time_limits
     try:
-        preflight(exec_settings(rubric, GradeSettings(work_dir=Path("."), cache_dir=Path("."))))
-    except SandboxError as e:
+        device = choose(settings.device)
+        preflight(exec_settings(rubric, settings, device=device), rubric.execution.packages)
+        limits = time_limits(rubric, settings)
+    except DeviceError as e:
+        print(f"grader: refusing to {verb}: {e}", file=sys.stderr)
+        return False
+    except EnvironmentIncomplete as e:
+        print(f"grader: refusing to {verb}: {e}", file=sys.stderr)
+        return False
+    except (SandboxError, RuntimeError) as e:
         print(f"grader: refusing to {verb}: the sandbox is not working: {e}", file=sys.stderr)
         return False
+    settings.device = device.name
+    print(f"grader: kernels run on {device.name}; time limits {limits.cell_s:g} s per cell, "
+          f"{limits.notebook_s:g} s per notebook: {limits.why}", file=sys.stderr)
     return True
 
 
@@ -132,10 +147,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from grader.validate import table, validate
 
     rubric = load_rubric(args.rubric)
-    if not sandbox_works(rubric, "validate"):
+    if args.cache_dir is not None:
+        args.cache_dir.mkdir(parents=True, exist_ok=True)
+    probe_settings = GradeSettings(work_dir=Path("."), cache_dir=args.cache_dir or Path(tempfile.mkdtemp()),
+                                   device=args.device)
+    if not sandbox_works(rubric, "validate", probe_settings):
         return 2
     started = time.monotonic()
-    problems, records = validate(rubric, seed=args.seed, cache_dir=args.cache_dir)
+    problems, records = validate(rubric, seed=args.seed, cache_dir=args.cache_dir,
+                                 calibration_s=_calibration(rubric, probe_settings), device=probe_settings.device)
     for version, rec in records.items():
         auto = [i for i in rec.items if i["kind"] != "staff"]
         got = sum(i["points"] for i in auto)
@@ -149,6 +169,38 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"validate: the solution scores full marks and the release scores as declared "
           f"({time.monotonic() - started:.0f} s)")
     return 0
+
+
+def _calibration(rubric, settings: GradeSettings) -> float | None:
+    from grader.limits import measured_speed
+    e = rubric.execution
+    return measured_speed(settings.cache_dir, e.threads, e.memory_mb) if e.limits == "scaled" else None
+
+
+def cmd_environment(args: argparse.Namespace) -> int:
+    """The course's kernel environment: the pip requirements (for make), or a check in the sandbox."""
+    rubrics = [load_rubric(r) for r in (args.rubric or [DEFAULT_RUBRIC])]
+    if args.requirements:
+        seen: dict[str, str] = {}
+        for rubric in rubrics:
+            for p in rubric.execution.packages:
+                if seen.setdefault(p.name, p.requirement) != p.requirement:
+                    print(f"grader: the rubrics disagree on {p.name}: {seen[p.name]} and {p.requirement}",
+                          file=sys.stderr)
+                    return 2
+        print("\n".join(seen.values()))
+        return 0
+    from grader.execute import SandboxError, preflight
+    status = 0
+    for rubric in rubrics:
+        try:
+            found = preflight(packages=rubric.execution.packages)["packages"]
+        except SandboxError as e:
+            print(f"{rubric.path.name}: {e}", file=sys.stderr)
+            status = 2
+            continue
+        print(f"{rubric.path.name}: the kernel has " + ", ".join(f"{k} {v}" for k, v in sorted(found.items())))
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--staff-scores", type=Path, help="CSV net_id,<staff item ids>... (default: staff_scores.csv beside the zips)")
     g.add_argument("--cell-timeout", type=float, help="override the rubric's per-cell timeout (seconds)")
     g.add_argument("--notebook-timeout", type=float, help="override the rubric's per-notebook wall-clock limit (seconds)")
+    g.add_argument("--device", default="auto", help="where student kernels run: auto (a GPU when the machine has "
+                   "one and torch is a CUDA build), cpu, or cuda:N (default: %(default)s)")
     g.add_argument("--no-resume", action="store_true", help="grade every zip again even when an up-to-date record exists")
     g.add_argument("--keep-work", action="store_true", help="keep the per-submission work folders (for debugging)")
     g.set_defaults(func=cmd_grade)
@@ -173,7 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
     v.add_argument("--seed", type=int, help="fixed probe seed (default: a fresh secret seed)")
     v.add_argument("--cache-dir", type=Path, help="reuse identical notebook runs kept in this folder")
+    v.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: %(default)s)")
     v.set_defaults(func=cmd_validate)
+
+    e = sub.add_parser("environment", help="the course's packages in the student kernel: list or check them")
+    e.add_argument("--rubric", type=Path, action="append", help="rubric TOML; repeat for several (default: %s)" % DEFAULT_RUBRIC)
+    e.add_argument("--requirements", action="store_true", help="print the pip requirements (make installs them)")
+    e.set_defaults(func=cmd_environment)
 
     r = sub.add_parser("report", help="rebuild grades.csv and feedback from records, merging staff scores")
     r.add_argument("--out", type=Path, default=Path("grading-output"))

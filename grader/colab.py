@@ -1,7 +1,9 @@
-"""Rewrite Colab-only lines so a notebook written on Colab runs offline in the sandbox.
+"""Rewrite Colab-only shell lines so a notebook written on Colab runs offline in the sandbox.
 
-Each such line becomes `pass  # [grader] neutralized: <why>` at the same indentation (so
-the cell still parses); every rewrite is recorded so the feedback can list it.
+Each such line (``!pip install``, ``!wget``, ``!unzip``, ``!git clone``, ``!nvidia-smi``) becomes
+`pass  # [grader] neutralized: <why>` at the same indentation (so the cell still parses); every
+rewrite is recorded so the feedback can list it. Colab's Python API (``google.colab``: Drive,
+uploads, downloads) needs no rewrite: the kernel has a stand-in for it (grader/kernel_env).
 """
 from __future__ import annotations
 
@@ -25,60 +27,15 @@ _SHELL_RULES: list[tuple[re.Pattern[str], str]] = [
      "cloning needs the network; the needed files are placed beside the notebook"),
     (re.compile(r"^!\s*nvidia-smi\b"), "there is no GPU in the grading environment"),
 ]
-_PY_RULES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"^from\s+google\.colab(\.\w+)*\s+import\b"), "google.colab exists only on Colab"),
-    (re.compile(r"^import\s+google\.colab\b"), "google.colab exists only on Colab"),
-    (re.compile(r"^drive\.(mount|flush_and_unmount)\s*\("),
-     "Google Drive is not available; files are placed beside the notebook"),
-]
-_ASSIGNED_PY_RULES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"^(?P<target>[A-Za-z_]\w*\s*=\s*)?files\.upload\s*\("),
-     "uploads are not possible; files are placed beside the notebook"),
-    (re.compile(r"^(?P<target>[A-Za-z_]\w*\s*=\s*)?files\.download\s*\("),
-     "downloads to the browser are not possible"),
-    (re.compile(r"^(?P<target>[A-Za-z_]\w*\s*=\s*)?drive\.mount\s*\("),
-     "Google Drive is not available; files are placed beside the notebook"),
-]
 _SHELL_CELL = re.compile(r"^%%(bash|sh|shell|script\s+\S*sh)\b")
 _SHELL_CELL_RULE = re.compile(r"^(pip3?|python3?\s+-m\s+pip|conda|wget|curl|git\s+clone|nvidia-smi|unzip)\b")
 
 
-def _paren_balance(text: str) -> int:
-    depth = 0
-    quote: str | None = None
-    escaped = False
-    for ch in text:
-        if quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#":
-            break
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-    return depth
-
-
-def _classify(stripped: str) -> tuple[str, str | None] | None:
-    """(why, assignment target or None) when the stripped line is Colab-only."""
+def _classify(stripped: str) -> str | None:
+    """Why the stripped line is a Colab-only shell command, or None."""
     for rule, why in _SHELL_RULES:
         if rule.match(stripped):
-            return why, None
-    for rule, why in _ASSIGNED_PY_RULES:
-        m = rule.match(stripped)
-        if m:
-            target = m.group("target")
-            return why, target.split("=")[0].strip() if target else None
-    for rule, why in _PY_RULES:
-        if rule.match(stripped):
-            return why, None
+            return why
     return None
 
 
@@ -102,25 +59,16 @@ def neutralize_source(source: str) -> tuple[str, list[tuple[str, str]]]:
     while i < len(lines):
         line = lines[i]
         stripped = line.lstrip()
-        hit = _classify(stripped)
-        if hit is None:
+        why = _classify(stripped)
+        if why is None:
             out.append(line)
             i += 1
             continue
-        why, target = hit
         indent = line[: len(line) - len(stripped)]
         consumed = [line]
-        if stripped.startswith(("!", "%")):
-            while consumed[-1].rstrip().endswith("\\") and i + len(consumed) < len(lines):
-                consumed.append(lines[i + len(consumed)])
-        else:
-            depth = _paren_balance(stripped)
-            while depth > 0 and i + len(consumed) < len(lines):
-                nxt = lines[i + len(consumed)]
-                consumed.append(nxt)
-                depth += _paren_balance(nxt)
-        statement = "pass" if target is None else f"{target} = {{}}"
-        out.append(f"{indent}{statement}  # {MARK}: {why}")
+        while consumed[-1].rstrip().endswith("\\") and i + len(consumed) < len(lines):
+            consumed.append(lines[i + len(consumed)])
+        out.append(f"{indent}pass  # {MARK}: {why}")
         # Keep the line count so notebook line numbers in tracebacks stay meaningful.
         out.extend(f"{indent}pass" for _ in consumed[1:])
         changes.append(("\n".join(consumed), why))

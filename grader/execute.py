@@ -11,6 +11,7 @@ import queue
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -25,6 +26,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from grader import colab
+from grader.devices import kernel_env
+from grader.environment import install_code
 from grader.sandbox import (KERNEL_NAME, PROBE_MOUNT, Sandbox,
                             SandboxError, find_tool)
 
@@ -39,6 +42,7 @@ MAX_KEPT_TRACEBACKS = 20             # error cells whose traceback goes into the
 DISK_POLL_S = 0.1
 MAX_TRACEBACK_LINES = 200
 PROBE_OUT_MAX_BYTES = 20 << 20
+HIDDEN_CELLS_S = 300                 # kernel start, sandbox check, environment and prelude, at most
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -56,6 +60,10 @@ class ExecSettings:
     probe_timeout_s: float = 300
     disk_mb: int = 2048                  # work folder + probe output, polled; the kernel is killed beyond
     max_files: int = 20000
+    interrupt_grace_s: float = 30        # a cell at its limit is interrupted; killed if it is still running after this
+    device: str = "cpu"                  # "cpu" (GPU code runs on the CPU) or "cuda:N" (grader/devices.py)
+    gpu_nodes: tuple[str, ...] = ()      # /dev nodes the kernel gets with its GPU
+    limits_why: str = ""                 # how cell_timeout_s and notebook_timeout_s were set (grader/limits.py)
 
 
 @dataclass
@@ -93,6 +101,7 @@ class NotebookRun:
     neutralized: list[dict]
     probe: ProbeResult | None
     executed_path: Path | None
+    device: str = "cpu"                 # where the kernel's torch ran the notebook
 
     def executable(self) -> bool:
         return self.status == "completed"
@@ -141,13 +150,38 @@ class _BoundedClient(NotebookClient):
     """
 
     def __init__(self, nb: nbformat.NotebookNode, km: AsyncKernelManager, max_chars: int,
-                 **kw: Any) -> None:
+                 grace_s: float = 30.0, **kw: Any) -> None:
         super().__init__(nb, km=km, **kw)
         self._max_chars = max(max_chars, 200)
         # Budgets for the whole notebook, so many cells of floods stay small too.
         self._text_left = self._max_chars * TEXT_CELLS_BUDGET
         self._image_chars_left = MAX_IMAGE_CHARS_TOTAL
+        self.grace_s = grace_s
+        self.interrupted = False        # the current cell reached its limit (set by _async_handle_timeout)
         self.begin_cell()
+
+    async def _async_handle_timeout(self, timeout: int, cell: nbformat.NotebookNode | None = None) -> dict | None:
+        """At the limit, interrupt the cell (KeyboardInterrupt in the kernel) and wait up to
+        ``grace_s`` for its reply: the kernel and what it holds survive, later cells still run.
+        A cell that ignores the interrupt raises CellTimeoutError and the kernel is stopped."""
+        self.interrupted = True
+        assert self.km is not None and self.kc is not None
+        try:
+            await self.km.interrupt_kernel()
+        except Exception:
+            raise CellTimeoutError.error_from_timeout_and_cell("Cell execution timed out", timeout, cell)
+        deadline = time.monotonic() + self.grace_s
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = await self.kc.shell_channel.get_msg(timeout=min(left, 1.0))
+            except queue.Empty:
+                if not await self.kc.is_alive():
+                    raise DeadKernelError("Kernel died") from None
+                continue
+            # Only this cell's request is outstanding on the shell channel.
+            if msg.get("msg_type") == "execute_reply":
+                return msg
+        raise CellTimeoutError.error_from_timeout_and_cell("Cell execution timed out", timeout, cell)
 
     def begin_cell(self) -> None:
         self._head_chars = 0
@@ -310,6 +344,8 @@ class _State:
     prelude_status: str = ""
     stop: Any = None                    # asyncio.Event set by SIGINT/SIGTERM: staff stopped the grader
     interrupted: bool = False
+    timed_out: list[tuple[int, str]] = dataclasses.field(default_factory=list)   # (cell, "cell" | "notebook") interrupted at a limit
+    notebook_limit_hit: bool = False    # the notebook's own limit ended the cells
 
 
 def _copy_out(src: Path, dst: Path) -> None:
@@ -395,11 +431,17 @@ async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: P
     argv = km.kernel_spec.argv
     if not argv or argv[0] != str(sbx.launcher):
         raise SandboxError(f"kernel spec resolved to {argv!r}, not the sandbox launcher")
-    cell_timeout = float(settings.cell_timeout_s)
-    client = _BoundedClient(nb, km, settings.max_output_chars, timeout_func=lambda _c: cell_timeout,
-                            allow_errors=True, interrupt_on_timeout=False, startup_timeout=60,
-                            iopub_timeout=5, raise_on_iopub_timeout=False, coalesce_streams=True,
-                            record_timing=False, resources={"metadata": {"path": str(workdir)}})
+    # Each cell gets the per-cell limit, or what is left of the notebook's, whichever is less.
+    notebook_deadline = [float("inf")]
+
+    def cell_limit(_cell: Any) -> float:
+        return max(1.0, min(float(settings.cell_timeout_s), notebook_deadline[0] - time.monotonic()))
+
+    client = _BoundedClient(nb, km, settings.max_output_chars, grace_s=settings.interrupt_grace_s,
+                            timeout_func=cell_limit, allow_errors=True, interrupt_on_timeout=False,
+                            startup_timeout=60, iopub_timeout=5, raise_on_iopub_timeout=False,
+                            coalesce_streams=True, record_timing=False,
+                            resources={"metadata": {"path": str(workdir)}})
     replies: dict[int, dict] = {}
     client.on_cell_executed = lambda cell, cell_index, execute_reply: replies.__setitem__(
         cell_index, execute_reply.get("content", {}) if execute_reply else {})
@@ -429,21 +471,36 @@ async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: P
                 state.detail = f"sandbox check failed: {summary if not ok else status}"
                 return
             state.canary = summary
+            # The course environment (google.colab, torchvision, tqdm, GPU code on the CPU).
+            status, _out, reply = await _run_hidden(
+                client, install_code(cuda_fallback=settings.device == "cpu"), 60)
+            if status != "ok":
+                state.outcome = "sandbox_failed"
+                state.detail = (f"the course environment could not be set up in the kernel ({status}: "
+                                f"{_short(reply.get('ename'), 80)} {_short(reply.get('evalue'), 200)})")
+                return
             if state.prelude:
                 # Hidden and outside the history, so execution counts stay those students see.
                 status, _out, reply = await _run_hidden(client, state.prelude, 120)
                 state.prelude_status = "installed" if status == "ok" else (
                     f"failed ({status}: {_short(reply.get('ename'), 80)} {_short(reply.get('evalue'), 200)})")
+            notebook_deadline[0] = time.monotonic() + float(settings.notebook_timeout_s)
             for result in state.cells:
                 cell = nb.cells[result.index]
                 if not _source(cell).strip():
                     result.status = "ok"
                     continue
+                if notebook_deadline[0] - time.monotonic() < 1.0:
+                    state.notebook_limit_hit = True
+                    break                   # the rest stay "not_run"; the probe still runs
                 state.current, state.current_started = result.index, time.monotonic()
+                limited_by = ("notebook" if notebook_deadline[0] - state.current_started < settings.cell_timeout_s
+                              else "cell")
                 client.begin_cell()
+                client.interrupted = False
                 try:
                     await client.async_execute_cell(cell, result.index)
-                except CellTimeoutError:
+                except CellTimeoutError:    # it ignored the interrupt: the kernel goes with it
                     result.status = "timeout"
                     result.seconds = time.monotonic() - state.current_started
                     state.outcome = "timeout"
@@ -466,6 +523,12 @@ async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: P
                         result.traceback = trim_traceback(reply.get("traceback"))
                 else:
                     result.status = "ok"
+                if client.interrupted:      # stopped at its limit; it may have caught the interrupt
+                    result.status = "timeout"
+                    state.timed_out.append((result.index, limited_by))
+                    if notebook_deadline[0] - time.monotonic() < 1.0:
+                        state.notebook_limit_hit = True
+                        break
             state.current = None
             if probe is not None:
                 await _run_probe(state, client, sbx, settings, probe)
@@ -531,7 +594,11 @@ async def _main(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: Pa
     task = asyncio.ensure_future(_drive(state, sbx, settings, workdir, probe))
     stopper = asyncio.ensure_future(state.stop.wait())
     try:
-        done, _ = await asyncio.wait({task, stopper}, timeout=settings.notebook_timeout_s,
+        # The cells keep to the notebook's limit themselves (and the probe to its own); this
+        # backstop catches a kernel that stops answering between them.
+        backstop = (settings.notebook_timeout_s + settings.probe_timeout_s
+                    + 2 * settings.interrupt_grace_s + HIDDEN_CELLS_S)
+        done, _ = await asyncio.wait({task, stopper}, timeout=backstop,
                                      return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopper.cancel()
@@ -599,12 +666,29 @@ def _finish(state: _State, settings: ExecSettings, sbx: Sandbox | None) -> tuple
             where = f"while {_cell_label(nb, idx)} was running"
         else:
             where = "after the last cell (while the checks ran)"
-        return ("timeout", f"The notebook exceeded the {settings.notebook_timeout_s:g} s limit for the "
-                f"whole notebook {where}; later cells were not run.", idx)
+        return ("timeout", f"The kernel stopped answering {where} and was stopped after the notebook's "
+                f"{settings.notebook_timeout_s:g} s limit; later cells were not run.", idx)
     if state.outcome == "timeout":
         idx = state.current
         return ("timeout", f"{_cell_label(nb, idx)} ran longer than the {settings.cell_timeout_s:g} s "
-                "limit per cell and was stopped; later cells were not run.", idx)
+                "limit per cell and did not stop when interrupted, so the kernel was stopped; later "
+                "cells were not run.", idx)
+    if state.timed_out or state.notebook_limit_hit:
+        bits = [f"{_cell_label(nb, idx)} was interrupted when the notebook reached its "
+                f"{settings.notebook_timeout_s:g} s limit" if which == "notebook" else
+                f"{_cell_label(nb, idx)} reached the {settings.cell_timeout_s:g} s limit per cell and "
+                "was interrupted" for idx, which in state.timed_out]
+        skipped = sum(1 for c in cells if c.status == "not_run")
+        if state.notebook_limit_hit:
+            if not state.timed_out:
+                bits.append(f"the notebook reached its {settings.notebook_timeout_s:g} s limit")
+            bits.append(f"the {skipped} code cell(s) after that were not run")
+        else:
+            bits.append("the cells after it still ran")
+        first = state.timed_out[0][0] if state.timed_out else next(
+            (c.index for c in cells if c.status == "not_run"), None)
+        text = "; ".join(bits)
+        return "timeout", text[0].upper() + text[1:] + ".", first
     if state.outcome == "kernel_died" and state.why_stopped:
         where = _cell_label(nb, state.current) if state.current is not None else "the grader's checks"
         return ("kernel_died", f"The Python kernel was stopped while running {where}: "
@@ -663,9 +747,12 @@ def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
                      env: dict[str, str] | None = None,
                      ro_mounts: list[tuple[Path, str]] | None = None,
                      probe: ProbeRequest | None = None,
-                     prelude: str | None = None) -> NotebookRun:
+                     prelude: str | None = None,
+                     python_path: list[str] | None = None) -> NotebookRun:
     """``prelude``: grader code run in the kernel after the sandbox check and before the first
-    cell (e.g. instrumentation); it sees the probe folder (/grader/probe) read-only."""
+    cell (e.g. instrumentation); it sees the probe folder (/grader/probe) read-only.
+    ``ro_mounts``: (host path, target) with an absolute target, or one relative to the notebook's
+    folder; ``python_path``: folders beside the notebook whose modules import flat."""
     t0 = time.monotonic()
     workdir = Path(workdir)
     nb, why = read_notebook(nb_path)
@@ -685,18 +772,20 @@ def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
     try:
         with Sandbox(workdir=workdir.resolve(), memory_mb=settings.memory_mb,
                      pids_max=settings.pids_max, tmp_mb=settings.tmp_mb,
-                     fsize_mb=settings.fsize_mb, cpu_s=settings.cpu_s, env=dict(env or {}),
-                     ro_mounts=list(ro_mounts or []),
+                     fsize_mb=settings.fsize_mb, cpu_s=_cpu_seconds(settings),
+                     env={**dict(env or {}), **kernel_env(settings.device)},
+                     ro_mounts=list(ro_mounts or []), python_path=list(python_path or []),
+                     gpu_nodes=list(settings.gpu_nodes),
                      with_probe=probe is not None or bool(prelude)) as sbx:
-            limits = dict(sbx.limits)
-            limits["cell_timeout"] = f"{settings.cell_timeout_s:g} s per cell"
+            limits = {**sbx.limits, **time_limit_entries(settings)}
+            limits["device"] = (settings.device if settings.device != "cpu" else
+                                "cpu (code written for a GPU runs on the CPU)")
             limits["disk"] = (f"{settings.disk_mb} MiB and {settings.max_files} files written to disk, "
                               f"polled every {DISK_POLL_S:g} s (the kernel is killed beyond)")
             limits["output"] = (f"{settings.max_output_chars} characters of text per cell, "
                                 f"{TEXT_CELLS_BUDGET * settings.max_output_chars} per notebook; "
                                 f"{MAX_IMAGES_PER_CELL} images per cell, {MAX_IMAGE_CHARS_TOTAL // 1_000_000} MB "
                                 "of images per notebook")
-            limits["notebook_timeout"] = f"{settings.notebook_timeout_s:g} s for the notebook"
             try:
                 _run_coroutine(_main(state, sbx, settings, workdir, probe))
             except SandboxError:
@@ -729,25 +818,62 @@ def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
     executed = _write_executed(nb, nb_path, workdir) if status != "sandbox_failed" else None
     return NotebookRun(status=status, message=message, first_error_cell=first, cells=state.cells,
                        seconds=time.monotonic() - t0, limits=limits, neutralized=neutralized,
-                       probe=probe_result, executed_path=executed)
+                       probe=probe_result, executed_path=executed, device=settings.device)
 
 
-def preflight(settings: ExecSettings | None = None) -> dict:
-    """Run a trivial notebook in the sandbox; raise SandboxError unless it is isolated and works."""
+def time_limit_entries(settings: ExecSettings) -> dict[str, str]:
+    """The record's words for the time limits a run was held to."""
+    out = {"cell_timeout": (f"{settings.cell_timeout_s:g} s per cell; a cell at its limit is interrupted, "
+                            f"and stopped with the kernel if it still runs {settings.interrupt_grace_s:g} s later"),
+           "notebook_timeout": f"{settings.notebook_timeout_s:g} s for the notebook"}
+    if settings.limits_why:
+        out["time_limits"] = settings.limits_why
+    return out
+
+
+def _cpu_seconds(settings: ExecSettings) -> int:
+    """RLIMIT_CPU for the kernel: never the limit that ends a notebook before its time limit does
+    (the main process, with a thread or two of torch beside it, over the whole notebook)."""
+    return int(max(settings.cpu_s, 2 * (settings.notebook_timeout_s + settings.probe_timeout_s) + HIDDEN_CELLS_S))
+
+
+class EnvironmentIncomplete(SandboxError):
+    """A package the rubric declares for the course's environment is missing or has another version."""
+
+
+def preflight(settings: ExecSettings | None = None, packages: tuple = ()) -> dict:
+    """Run a trivial notebook in the sandbox; raise SandboxError unless it is isolated and works,
+    and EnvironmentIncomplete unless every declared package (grader/environment.py) is importable
+    there in its declared version."""
+    from grader.environment import check_packages, packages_check_code, read_packages_report
+
     settings = settings or ExecSettings()
     for tool in ("bwrap", "prlimit"):
         if find_tool(tool) is None:
             raise SandboxError(f"{tool} is not installed; the sandbox cannot run "
                                "(apt-get install -y bubblewrap util-linux)")
-    quick = dataclasses.replace(settings, cell_timeout_s=60, notebook_timeout_s=120)
+    quick = dataclasses.replace(settings, cell_timeout_s=120, notebook_timeout_s=240)
     with tempfile.TemporaryDirectory(prefix="grader-preflight-") as tmp:
         work = Path(tmp) / "work"
         work.mkdir()
         nb_path = Path(tmp) / "preflight.ipynb"
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_code_cell("import os\nprint(os.getuid(), 6 * 7)")]
+        if packages:
+            nb.cells.append(nbformat.v4.new_code_cell(packages_check_code(packages)))
         nbformat.write(nb, str(nb_path))
         run = execute_notebook(nb_path, work, quick)
-    if run.status != "completed":
-        raise SandboxError(f"sandbox preflight failed ({run.status}): {run.message}")
-    return {"status": run.status, "seconds": round(run.seconds, 2), "limits": run.limits}
+        if run.status != "completed":
+            raise SandboxError(f"sandbox preflight failed ({run.status}): {run.message}")
+        found: dict[str, str] = {}
+        if packages:
+            out = nbformat.read(str(run.executed_path), as_version=4) if run.executed_path else None
+            text = "".join(o.get("text", "") for o in (out.cells[1].outputs if out else [])
+                           if o.get("output_type") == "stream")
+            problems, found = check_packages(packages, read_packages_report(text))
+            if problems:
+                missing = " ".join(f"'{p.requirement}'" for p in packages)
+                raise EnvironmentIncomplete(
+                    "the course's environment is incomplete in the kernel: " + "; ".join(problems)
+                    + f". Install the rubric's packages (make setup does it: {sys.executable} -m pip install {missing})")
+    return {"status": run.status, "seconds": round(run.seconds, 2), "limits": run.limits, "packages": found}

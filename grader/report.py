@@ -155,6 +155,8 @@ def feedback_markdown(rubric: Rubric, r: Record, images: dict[str, str] | None =
                          + (f": {it['message']}" if show else ""))
             for sub in lost if len(lost) >= 2 else []:
                 lines.append(f"    - {sub['name']} ({_fmt(sub['points'])} / {_fmt(sub['possible'])}): {sub['message']}")
+            if (it.get("data") or {}).get("found"):
+                lines.append(f"    - graded object: {it['data']['found']}")
             if it.get("review"):
                 lines.append("    - flagged for a staff review")
             if images and it["id"] in images:
@@ -175,17 +177,31 @@ def _run_section(run: dict, test_failures: tuple[str, ...] = ()) -> list[str]:
             out.append("**Some cells raised errors**; the cells after them still ran:")
         else:
             out.append(f"**Your notebook did not run cleanly from top to bottom**: {_oneline(run['message'], 300)}")
+    notes = run.get("notes", [])
+    for n in notes:
+        if n.get("cell") is None:
+            out.append(f"- {n['message']}")
     for n in run.get("neutralized", []):
-        out.append(f"- Colab-only line neutralized in cell {n['cell']}: `{n['line'].strip()}` ({n['why']})")
+        out.append(f"- Colab-only line neutralized in cell {n['cell'] + 1}: `{n['line'].strip()}` ({n['why']})")
+    for n in notes:
+        if n.get("kind") == "colab_call":
+            out.append(f"- Colab call in cell {n['cell'] + 1}: {n['message']}")
+    by_cell: dict[int, list[dict]] = {}
+    for n in notes:
+        if n.get("cell") is not None and n.get("kind") not in ("colab_call",):
+            by_cell.setdefault(n["cell"], []).append(n)
     for c in run.get("cells", []):
         if c["status"] in ("error", "timeout", "kernel_died"):
             head = f"- cell {c['index'] + 1} of the notebook: {c['status']}"
             if c.get("error_name"):
                 head += f": {c['error_name']}: {_oneline(c.get('error_value'), 200)}".rstrip()
-            if c.get("error_name") in test_failures:
+            mine = by_cell.get(c["index"], [])
+            if c.get("error_name") in test_failures and not any(n.get("excused") for n in mine):
                 head += (" (a check inside your notebook failed: this costs no execution penalty; "
                          "the items below score the answer)")
             out.append(head)
+            for n in mine:
+                out.append(f"    - {n['message']}")
             tb = _trim_traceback(c.get("traceback"))
             if tb:
                 out += ["", "```", tb, "```", ""]

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from grader.environment import Package, parse_packages
+
 PART_KINDS = ("pdf", "notebook")
 PENALTY_RULES = ("sum_capped",)
 COLAB_MODES = ("neutralize", "keep")
+LIMIT_MODES = ("scaled", "fixed")
 RELEASE_EXPECTATIONS = ("zero", "full", "any")
 
 
@@ -49,7 +52,7 @@ class IntakeSettings:
 
 @dataclass(frozen=True)
 class ExecutionSettings:
-    cell_timeout_s: float
+    cell_timeout_s: float         # nominal: on the reference machine (grader/limits.py)
     notebook_timeout_s: float
     probe_timeout_s: float
     memory_mb: int
@@ -63,12 +66,29 @@ class ExecutionSettings:
     # Errors that mean "the notebook's own test failed" (a wrong answer, scored by the items),
     # not "the code cannot be executed": recorded and shown, but no execution penalty.
     test_failures: tuple[str, ...] = ("AssertionError", "GradcheckError")
+    # The course's libraries in the kernel: pip requirements, installed by `make`, checked by
+    # the sandbox preflight (grader/environment.py).
+    packages: tuple[Package, ...] = ()
+    limits: str = "scaled"        # "scaled": the nominal limits times the machine's measured slowness
+    limit_slack: float = 1.0
+    limit_max_scale: float = 4.0
+    interrupt_grace_s: float = 30.0
 
 
 @dataclass(frozen=True)
 class Mount:
     source: str                   # "<dataset name>" prepared by the reference package, or a path under reference_dir
-    target: str                   # absolute path inside the sandbox (read-only)
+    target: str                   # read-only inside the sandbox: an absolute path, or one relative to the notebook's folder
+
+
+@dataclass(frozen=True)
+class Capture:
+    """An object the checks address by ``name``, found as the template's own test sees it: the
+    first argument of the notebook's last ``call(...)``, else what the cell that calls it left
+    bound to ``fallback`` (grader/probe/capture.py)."""
+    name: str
+    call: str
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,8 @@ class Part:
     support: tuple[str, ...] = ()          # paths under reference_dir copied beside the notebook
     env: tuple[tuple[str, str], ...] = ()
     mounts: tuple[Mount, ...] = ()
+    python_path: tuple[str, ...] = ()      # folders beside the notebook whose modules also import flat
+    captures: tuple[Capture, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -310,6 +332,11 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
         file_mb=int(e.num("file_mb", 512, minimum=1)),
         threads=int(e.num("threads", 1, minimum=1)),
         test_failures=e.strs("test_failures", ("AssertionError", "GradcheckError")),
+        packages=_packages(e),
+        limits=e.one_of("limits", LIMIT_MODES, "scaled"),
+        limit_slack=e.num("limit_slack", 1.0, minimum=1.0),
+        limit_max_scale=e.num("limit_max_scale", 4.0, minimum=1.0),
+        interrupt_grace_s=e.num("interrupt_grace_s", 30.0, minimum=1.0),
     )
     e.no_unknown_keys()
 
@@ -322,14 +349,31 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
         mounts = []
         for m in t.tables("mounts"):
             target = m.str("target", _REQUIRED)
-            if not target.startswith("/"):
-                raise RubricError(f"{m.where}.target: expected an absolute path inside the sandbox, got {target!r}")
+            if not _safe_inside(target):
+                raise RubricError(f"{m.where}.target: expected an absolute path inside the sandbox or a folder "
+                                  f"name beside the notebook (e.g. \"cats_and_dogs_filtered\"), got {target!r}")
             mounts.append(Mount(m.str("source", _REQUIRED), target))
             m.no_unknown_keys()
+        captures = []
+        for c in t.tables("captures"):
+            cap = Capture(c.str("name", _REQUIRED), c.str("call", _REQUIRED), c.str("fallback"))
+            for key in ("name", "call", "fallback"):
+                value = getattr(cap, key)
+                if value is not None and not value.isidentifier():
+                    raise RubricError(f"{c.where}.{key}: expected a Python name, got {value!r}")
+            c.no_unknown_keys()
+            captures.append(cap)
+        _unique([c.name for c in captures], f"{t.where}.captures[].name")
+        python_path = t.strs("python_path")
+        for entry in python_path:
+            if entry.startswith("/") or not _safe_inside(entry):
+                raise RubricError(f"{t.where}.python_path: expected folders beside the notebook (e.g. \"res\"), "
+                                  f"got {entry!r}")
         part = Part(id=t.str("id", _REQUIRED), file=t.str("file", _REQUIRED),
                     kind=t.one_of("kind", PART_KINDS, "notebook"), points=t.num("points", _REQUIRED),
                     extra_credit=t.num("extra_credit", 0), support=t.strs("support"),
-                    env=tuple(sorted(env.data.items())), mounts=tuple(mounts))
+                    env=tuple(sorted(env.data.items())), mounts=tuple(mounts), python_path=python_path,
+                    captures=tuple(captures))
         for s in part.support:
             if not (reference_dir / s).exists():
                 raise RubricError(f"{t.where}.support: {s!r} not found under {reference_dir}")
@@ -386,6 +430,18 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
                   solution_dir=solution_dir, release_dir=release_dir,
                   datasets=tuple(datasets), deadline=deadline, penalties=penalties, intake=intake,
                   execution=execution, parts=tuple(parts), items=tuple(items))
+
+
+def _packages(e: _Table) -> tuple[Package, ...]:
+    try:
+        return parse_packages(e.strs("packages"))
+    except ValueError as err:
+        raise RubricError(str(err)) from None
+
+
+def _safe_inside(path: str) -> bool:
+    parts = [p for p in path.split("/") if p]
+    return bool(parts) and not any(p in (".", "..") for p in parts)
 
 
 def _is_ref(value: str) -> bool:

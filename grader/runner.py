@@ -20,10 +20,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from grader import deadline as deadline_stage
+from grader import devices, limits as limits_stage
 from grader.cache import cached_execute
 from grader.checks import KINDS, ItemResult, JudgeContext
 from grader.checks.base import PlanContext, not_run
 from grader.checks.gating import apply_requires
+from grader.diagnose import diagnose, excused_cells
 from grader.execute import ExecSettings, NotebookRun, ProbeRequest, execute_notebook
 from grader.intake import IntakePolicy, IntakeResult, intake
 from grader.record import Record, to_jsonable
@@ -47,19 +49,37 @@ class GradeSettings:
     extensions: dict[str, timedelta] = field(default_factory=dict)
     staff_scores: dict[str, dict[str, float]] = field(default_factory=dict)
     seed: int = field(default_factory=lambda: secrets.randbits(63))   # secret per run
-    cell_timeout_s: float | None = None              # overrides of the rubric's limits
+    cell_timeout_s: float | None = None              # overrides of the rubric's nominal limits
     notebook_timeout_s: float | None = None
     keep_work: bool = False
     reuse_runs: bool = True                          # identical notebook + inputs -> reuse the run (grader/cache.py)
+    device: str = "auto"                             # auto | cpu | cuda:N (grader/devices.py)
+    calibration_s: float | None = None               # the machine's calibration (grader/limits.py); None: measure once
 
 
-def exec_settings(rubric: Rubric, settings: GradeSettings) -> ExecSettings:
+def time_limits(rubric: Rubric, settings: GradeSettings) -> limits_stage.Limits:
+    """The limits notebooks run under on this machine: the rubric's nominal ones, scaled."""
     e = rubric.execution
+    measured = settings.calibration_s
+    if e.limits == "scaled" and measured is None:
+        measured = limits_stage.measured_speed(settings.cache_dir, e.threads, e.memory_mb)
+    return limits_stage.limits_for(settings.cell_timeout_s or e.cell_timeout_s,
+                                   settings.notebook_timeout_s or e.notebook_timeout_s,
+                                   e.limits, e.limit_slack, e.limit_max_scale, measured)
+
+
+def exec_settings(rubric: Rubric, settings: GradeSettings, limits: limits_stage.Limits | None = None,
+                  device: devices.Device = devices.CPU) -> ExecSettings:
+    e = rubric.execution
+    if limits is None:
+        limits = limits_stage.limits_for(settings.cell_timeout_s or e.cell_timeout_s,
+                                         settings.notebook_timeout_s or e.notebook_timeout_s,
+                                         "fixed", 1.0, 1.0, None)
     return ExecSettings(
-        cell_timeout_s=settings.cell_timeout_s or e.cell_timeout_s,
-        notebook_timeout_s=settings.notebook_timeout_s or e.notebook_timeout_s,
+        cell_timeout_s=limits.cell_s, notebook_timeout_s=limits.notebook_s, limits_why=limits.why,
         memory_mb=e.memory_mb, pids_max=e.pids_max, tmp_mb=e.tmp_mb, colab=e.colab,
-        probe_timeout_s=e.probe_timeout_s, disk_mb=e.disk_mb, max_files=e.max_files, fsize_mb=e.file_mb)
+        probe_timeout_s=e.probe_timeout_s, disk_mb=e.disk_mb, max_files=e.max_files, fsize_mb=e.file_mb,
+        interrupt_grace_s=e.interrupt_grace_s, device=device.name, gpu_nodes=device.nodes)
 
 
 def intake_policy(rubric: Rubric) -> IntakePolicy:
@@ -178,6 +198,8 @@ def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Reco
 
     # execute + probe, then check, part by part
     datasets = prepare_datasets(rubric, settings.cache_dir) if any(p.mounts for p in rubric.parts) else {}
+    if any(p.kind == "notebook" for p in rubric.parts):
+        run_settings = exec_settings(rubric, settings, time_limits(rubric, settings), devices.choose(settings.device))
     items: list[ItemResult] = []
     not_executable: list[str] = []
     staff = settings.staff_scores.get(got.net_id, {})
@@ -204,10 +226,13 @@ def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Reco
                 else:
                     items.append(KINDS[i.kind].judge(i, ctx))
             continue
-        run, ctx = _run_notebook(part, path, rubric, settings, work, datasets, staff, got.net_id)
+        run, ctx = _run_notebook(part, path, rubric, settings, run_settings, work, datasets, staff, got.net_id)
         record.notebooks[part.id] = to_jsonable(run)
+        notes = diagnose(run.executed_path, record.notebooks[part.id]["cells"], run.device,
+                         rubric.execution.packages)
+        record.notebooks[part.id]["notes"] = to_jsonable(notes)
         record.timing[f"{part.id}_s"] = round(run.seconds, 3)
-        if not executable(run, rubric.execution.test_failures):
+        if not executable(run, rubric.execution.test_failures, excused_cells(notes)):
             not_executable.append(f"{part.file}: {run.message}")
         t0 = time.monotonic()
         items += apply_requires(part_items, [KINDS[i.kind].judge(i, ctx) for i in part_items])
@@ -229,8 +254,9 @@ def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Reco
     _finish(rubric, record, items, penalties, rejected=False)
 
 
-def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSettings, work: Path,
-                  datasets: dict[str, Path], staff: dict[str, float], net_id: str) -> tuple[NotebookRun, JudgeContext]:
+def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSettings, run_settings: ExecSettings,
+                  work: Path, datasets: dict[str, Path], staff: dict[str, float],
+                  net_id: str) -> tuple[NotebookRun, JudgeContext]:
     run_dir = work / "run" / part.id
     run_dir.mkdir(parents=True)
     for s in part.support:
@@ -260,14 +286,17 @@ def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSetting
         probe_out.mkdir(parents=True)
         (probe_in / "plan.json").write_text(json.dumps({"seed": settings.seed % 2**31, "actions": actions}))
         probe = ProbeRequest(code=PROBE_CODE, in_dir=probe_in, out_dir=probe_out)
-    # Code a check kind needs in the kernel before the first student cell (instrumentation).
-    preludes = [code for i in part_items if (code := _prelude(i))]
+    # Code a check kind needs in the kernel before the first student cell (instrumentation),
+    # and the part's captures of trained objects.
+    preludes = ([capture_prelude(part.captures)] if part.captures else []) + \
+        [code for i in part_items if (code := _prelude(i))]
     prelude = "\n".join(dict.fromkeys(preludes)) or None
     threads = str(rubric.execution.threads)
-    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **dict(part.env)}
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+           **devices.kernel_env(run_settings.device), **dict(part.env)}
     run, reused = cached_execute(settings.cache_dir if settings.reuse_runs else None, nb_path, run_dir,
-                                 exec_settings(rubric, settings), env, mounts, probe, execute_notebook,
-                                 prelude=prelude)
+                                 run_settings, env, mounts, probe, execute_notebook,
+                                 prelude=prelude, python_path=list(part.python_path))
     if reused:  # staff-only: the feedback must not tell a student that an identical notebook exists
         run.limits = {**run.limits, "reused_run": "identical notebook and inputs already run (grader/cache.py)"}
     probe_ok = run.probe is not None and run.probe.status == "ok"
@@ -283,17 +312,30 @@ def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSetting
     return run, ctx
 
 
+def capture_prelude(captures) -> str:
+    """Install grader/probe/capture.py hidden before the first cell; loaded from its file, so a
+    module a notebook plants under that name is not what runs."""
+    specs = json.dumps([{"name": c.name, "call": c.call, "fallback": c.fallback} for c in captures])
+    return ("import importlib.util as _gu, sys as _gsy, json as _gj\n"
+            "_gs = _gu.spec_from_file_location('_grader_capture', '/grader/probe/capture.py')\n"
+            "_gm = _gu.module_from_spec(_gs)\n_gsy.modules['_grader_capture'] = _gm\n"
+            f"_gs.loader.exec_module(_gm)\n_gm.install(_gj.loads({specs!r}))\n"
+            "del _gu, _gsy, _gj, _gs, _gm\n")
+
+
 def _prelude(item) -> str | None:
     hook = getattr(KINDS[item.kind], "prelude", None)
     return hook(item) if hook is not None else None
 
 
-def executable(run: NotebookRun, test_failures: tuple[str, ...]) -> bool:
+def executable(run: NotebookRun, test_failures: tuple[str, ...], excused: set[int] = frozenset()) -> bool:
     """Ran top to bottom; a cell whose only fault is a failed test of the notebook's own
-    (an assert on a wrong answer) does not make the code unexecutable: the items score it."""
+    (an assert on a wrong answer) does not make the code unexecutable: the items score it;
+    nor does a cell whose fault is the grading environment's (``excused``, grader/diagnose.py)."""
     if run.status == "completed":
         return True
-    return run.status == "errors" and all(c.error_name in test_failures for c in run.cells if c.status == "error")
+    return run.status == "errors" and all(c.error_name in test_failures or c.index in excused
+                                          for c in run.cells if c.status == "error")
 
 
 def _short_reason(items: list[ItemResult], penalties: list[Penalty]) -> str:

@@ -30,6 +30,9 @@ IN_MOUNT = "/grader/in"
 OUT_MOUNT = "/grader/out"
 KERNEL_NAME = "grader-sandbox"
 PROBE_DIR = Path(__file__).resolve().parent / "probe"
+ENV_DIR = Path(__file__).resolve().parent / "kernel_env"     # the course environment (grader/environment.py)
+ENV_MOUNT = "/grader/env"
+COLAB_CWD = "/content"          # Colab's working folder: absolute /content/... paths reach the work folder
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CANARY_MARK = "__GRADER_CANARY__"
 # Inside an ipykernel, RLIMIT_AS below ~2 GiB breaks `import torch` (measured).
@@ -191,8 +194,10 @@ class Sandbox:
     fsize_mb: int
     cpu_s: int
     env: dict[str, str] = field(default_factory=dict)
-    ro_mounts: list[tuple[Path, str]] = field(default_factory=list)
+    ro_mounts: list[tuple[Path, str]] = field(default_factory=list)   # target relative: inside the work folder
     with_probe: bool = False
+    python_path: list[str] = field(default_factory=list)   # folders under the work folder, importable flat
+    gpu_nodes: list[str] = field(default_factory=list)     # /dev nodes of the GPU this kernel gets
 
     private: Path = field(init=False)
     conn_dir: Path = field(init=False)
@@ -282,16 +287,32 @@ class Sandbox:
         for tree in self.python_trees():
             args += ["--ro-bind", tree, tree]
         args += ["--bind", str(self.conn_dir), str(self.conn_dir),
-                 "--bind", str(self.workdir), WORK_MOUNT]
+                 "--bind", str(self.workdir), WORK_MOUNT,
+                 "--symlink", WORK_MOUNT, COLAB_CWD,
+                 "--ro-bind", str(ENV_DIR), ENV_MOUNT]
         for host, inside in self.ro_mounts:
-            if not inside.startswith("/") or inside.rstrip("/") in ("", "/usr", "/proc", "/dev", "/tmp"):
-                raise SandboxError(f"refusing read-only mount at {inside!r}")
-            args += ["--ro-bind", str(Path(host).resolve()), inside]
+            args += ["--ro-bind", str(Path(host).resolve()), self.mount_point(inside)]
+        for node in self.gpu_nodes:
+            args += ["--dev-bind", node, node]
         if self.with_probe:
             args += ["--ro-bind", str(PROBE_DIR), PROBE_MOUNT,
                      "--ro-bind", str(self.stage_in), IN_MOUNT,
                      "--bind", str(self.stage_out), OUT_MOUNT]
         return args
+
+    @staticmethod
+    def mount_point(target: str) -> str:
+        """Where a read-only mount goes: an absolute path as it is, a relative one inside the
+        work folder (what a notebook finds beside it, e.g. ``cats_and_dogs_filtered``)."""
+        if not target.startswith("/"):
+            parts = Path(target).parts
+            if not parts or any(p in ("..", ".") for p in parts):
+                raise SandboxError(f"refusing read-only mount at {target!r}")
+            return f"{WORK_MOUNT}/{Path(*parts)}"
+        if target.rstrip("/") in ("", "/usr", "/proc", "/dev", "/tmp", COLAB_CWD, "/grader",
+                                  ENV_MOUNT) or target.startswith(WORK_MOUNT):
+            raise SandboxError(f"refusing read-only mount at {target!r}")
+        return target
 
     @staticmethod
     def python_trees() -> list[str]:
@@ -310,12 +331,23 @@ class Sandbox:
         return str(venv_python if venv_python.exists() else Path(sys.executable))
 
     def _write_launcher(self, bwrap: str, prlimit: str) -> None:
+        python_path = [ENV_MOUNT]
+        for entry in self.python_path:
+            parts = Path(entry).parts
+            if entry.startswith("/") or not parts or ".." in parts:
+                raise SandboxError(f"refusing python_path entry {entry!r}: expected a folder under the work folder")
+            python_path.append(f"{WORK_MOUNT}/{Path(*parts)}")
         env = {"HOME": "/tmp", "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/bin:/bin",
                "IPYTHONDIR": "/tmp/.ipython", "MPLCONFIGDIR": "/tmp/.mpl",
-               "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
+               "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8",
+               "PYTHONPATH": ":".join(python_path),
+               # Text progress bars (tqdm.notebook falls back to them) redraw every 5 s, not 10 times a second.
+               "TQDM_MININTERVAL": "5"}
         for key, value in self.env.items():
             if not key or "=" in key or "\0" in key + value:
                 raise SandboxError(f"bad environment variable name {key!r}")
+            if key == "PYTHONPATH":
+                raise SandboxError("PYTHONPATH is the grader's; declare parts[].python_path instead")
             env[key] = value
         setenv: list[str] = []
         for key, value in env.items():
@@ -399,7 +431,7 @@ class Sandbox:
 
     def sentinels(self) -> list[str]:
         """Host paths that exist here and must not exist inside the sandbox."""
-        bound = ["/usr", *self.python_trees(), *(inside for _, inside in self.ro_mounts)]
+        bound = ["/usr", *self.python_trees(), *(self.mount_point(inside) for _, inside in self.ro_mounts)]
         candidates = [REPO_ROOT / "pyproject.toml", REPO_ROOT / "rubrics", REPO_ROOT / "reference",
                       Path(__file__).resolve(), Path.home() / ".bashrc", Path("/etc/shadow"),
                       self.workdir.resolve(), self.workdir.resolve().parent]

@@ -62,12 +62,14 @@ def build_zip(rubric: Rubric, folder: Path, net_id: str, dest: Path) -> Path:
 
 
 def grade_version(rubric: Rubric, version: str, work: Path, seed: int | None = None,
-                  cache_dir: Path | None = None) -> Record:
+                  cache_dir: Path | None = None, calibration_s: float | None = None,
+                  device: str = "auto") -> Record:
     folder = rubric.solution_dir if version == "solution" else rubric.release_dir
     net_id = VERSIONS[version]
     zip_path = build_zip(rubric, folder, net_id, work)
     settings = GradeSettings(work_dir=work / "work", cache_dir=cache_dir or work / "cache",
-                             times={net_id: rubric.deadline.due - timedelta(hours=1)})
+                             times={net_id: rubric.deadline.due - timedelta(hours=1)},
+                             calibration_s=calibration_s, device=device)
     if seed is not None:
         settings.seed = seed
     return grade_submission(zip_path, rubric, settings)
@@ -94,14 +96,15 @@ def findings(rubric: Rubric, version: str, record: Record) -> list[Finding]:
 
 
 def validate(rubric: Rubric, work: Path | None = None, seed: int | None = None,
-             cache_dir: Path | None = None) -> tuple[list[Finding], dict[str, Record]]:
+             cache_dir: Path | None = None, calibration_s: float | None = None,
+             device: str = "auto") -> tuple[list[Finding], dict[str, Record]]:
     with tempfile.TemporaryDirectory(prefix="validate-") as tmp:
         root = Path(work or tmp)
         records, problems = {}, []
         for version in VERSIONS:
             d = root / version
             d.mkdir(parents=True, exist_ok=True)
-            records[version] = rec = grade_version(rubric, version, d, seed, cache_dir)
+            records[version] = rec = grade_version(rubric, version, d, seed, cache_dir, calibration_s, device)
             problems += findings(rubric, version, rec)
         return problems, records
 

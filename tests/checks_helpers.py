@@ -26,6 +26,8 @@ timezone = "UTC"
 naming_pct = 10
 
 [execution]
+limits = "fixed"
+interrupt_grace_s = 3
 cell_timeout_s = 60
 notebook_timeout_s = 240
 probe_timeout_s = 120

@@ -43,8 +43,15 @@ def test_identical_notebook_is_reused_and_a_changed_one_is_not(tmp_path):
     assert [x.status for x in run_b.cells] == ["ok"]
     assert run_b.executed_path and run_b.executed_path.is_file()
     assert run_b.executed_path.parent == b.parent / "executed"
-    # Other limits are another key.
-    _, reused = cached_execute(cache, b / "work.ipynb", b, ExecSettings(cell_timeout_s=21), {}, [], None, counting)
+    # Other time limits reuse the run while it fits in them (a calibration that moved a little
+    # must not re-execute a class); other limits are another key.
+    _, reused = cached_execute(cache, b / "work.ipynb", b, ExecSettings(cell_timeout_s=21, notebook_timeout_s=70),
+                               {}, [], None, counting)
+    assert reused is True
+    _, reused = cached_execute(cache, b / "work.ipynb", b, ExecSettings(cell_timeout_s=1e-6), {}, [], None, counting)
+    assert reused is False
+    _, reused = cached_execute(cache, b / "work.ipynb", b, ExecSettings(cell_timeout_s=20, notebook_timeout_s=60,
+                                                                         memory_mb=3000), {}, [], None, counting)
     assert reused is False
 
 

@@ -65,27 +65,40 @@ def test_error_in_middle_cell_later_cells_still_run(tmp_path):
     assert (tmp_path / "work" / "after.txt").read_text() == "2"
 
 
-def test_cell_timeout_stops_notebook_and_next_notebook_runs(tmp_path):
+def test_cell_at_its_limit_is_interrupted_and_later_cells_still_run(tmp_path):
     settings = ExecSettings(cell_timeout_s=3, notebook_timeout_s=60)
     t0 = time.monotonic()
-    run = _run(tmp_path, ["x = 1", "while True: pass", "print('never')"], settings)
-    assert time.monotonic() - t0 < 20
-    assert run.status == "timeout"
-    assert [c.status for c in run.cells] == ["ok", "timeout", "not_run"]
+    run = _run(tmp_path, ["x = 1", "y = 2\nwhile True: pass", "print('after', x + y)"], settings)
+    assert time.monotonic() - t0 < 30
+    assert run.status == "timeout" and not run.executable()
+    assert [c.status for c in run.cells] == ["ok", "timeout", "ok"]
     assert run.first_error_cell == 1
     assert 2.5 < run.cells[1].seconds < 10
-    assert "code cell 2" in run.message and "3 s" in run.message
+    assert "Code cell 2" in run.message and "3 s" in run.message and "still ran" in run.message
+    nb = nbformat.read(str(run.executed_path), as_version=4)
+    assert nb.cells[2].outputs[0]["text"] == "after 3\n"      # the interrupted cell's y survived
     again = _run(tmp_path, ["print('fine')"], settings, sub="work2")
     assert again.status == "completed"
 
 
-def test_notebook_wall_clock_limit(tmp_path):
-    settings = ExecSettings(cell_timeout_s=60, notebook_timeout_s=4)
+def test_a_cell_that_catches_the_interrupt_still_counts_as_stopped(tmp_path):
+    loop = "done = 0\ntry:\n    while True: done += 1\nexcept KeyboardInterrupt:\n    print('stopped by hand')"
+    run = _run(tmp_path, [loop, "print(done > 0)"], ExecSettings(cell_timeout_s=3, notebook_timeout_s=60))
+    assert [c.status for c in run.cells] == ["timeout", "ok"]
+    assert run.status == "timeout"
+
+
+def test_notebook_limit_interrupts_skips_the_rest_and_still_runs_the_probe(tmp_path):
+    settings = ExecSettings(cell_timeout_s=60, notebook_timeout_s=5, interrupt_grace_s=5)
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
     t0 = time.monotonic()
-    run = _run(tmp_path, ["import time", "time.sleep(60)", "print(1)"], settings)
-    assert time.monotonic() - t0 < 20
-    assert run.status == "timeout" and "whole notebook" in run.message
+    run = _run(tmp_path, ["import time\nmodel = 'trained'", "time.sleep(60)", "print(1)"], settings,
+               probe=ProbeRequest("open('/grader/out/model', 'w').write(model)", in_dir, out_dir))
+    assert time.monotonic() - t0 < 40
+    assert run.status == "timeout" and "5 s limit" in run.message and "not run" in run.message
     assert [c.status for c in run.cells] == ["ok", "timeout", "not_run"]
+    assert run.probe.status == "ok" and (out_dir / "model").read_text() == "trained"
 
 
 def test_sigint_ignoring_cell_with_sigterm_ignoring_child_is_killed(tmp_path):
@@ -97,8 +110,10 @@ def test_sigint_ignoring_cell_with_sigterm_ignoring_child_is_killed(tmp_path):
             f"for _ in range(2):\n"
             f"    subprocess.Popen([sys.executable, '-c', {child!r}, {token!r}], start_new_session=True)\n"
             "while True:\n    pass")
-    run = _run(tmp_path, [cell, "print('never')"], ExecSettings(cell_timeout_s=3, notebook_timeout_s=60))
-    assert run.status == "timeout"
+    run = _run(tmp_path, [cell, "print('never')"],
+               ExecSettings(cell_timeout_s=3, notebook_timeout_s=60, interrupt_grace_s=3))
+    assert run.status == "timeout" and "did not stop when interrupted" in run.message
+    assert [c.status for c in run.cells] == ["timeout", "not_run"]
     assert (tmp_path / "work" / "child_started").exists()
     assert _procs_with(token) == []
     assert "leftover_processes" not in run.limits
@@ -213,15 +228,68 @@ def test_probe_error_reported_and_not_run_after_kernel_death(tmp_path):
     assert not (out_dir / "ran").exists()
 
 
-def test_colab_lines_neutralized_in_real_run(tmp_path):
+def test_colab_code_runs_in_a_real_kernel(tmp_path):
     cells = ["!pip install foo\nfrom google.colab import drive\ndrive.mount('/content/drive')",
-             "uploaded = files.upload()\nprint(len(uploaded))"]
+             "import google.colab.files as colab_files\nuploaded = colab_files.upload()\nprint(len(uploaded))",
+             "from google.colab import files\nfiles.download('model.pt')\nimport os\n"
+             "print(os.path.realpath('/content') == os.getcwd())"]
     run = _run(tmp_path, cells)
     assert run.status == "completed", run.message
-    assert [n["cell"] for n in run.neutralized] == [0, 0, 0, 1]
-    kept = _run(tmp_path, cells[1:], ExecSettings(cell_timeout_s=30, notebook_timeout_s=120, colab="keep"),
+    assert [n["cell"] for n in run.neutralized] == [0]      # only the shell line is rewritten
+    nb = nbformat.read(str(run.executed_path), as_version=4)
+    assert [o["text"] for o in nb.cells[1].outputs if o.get("name") == "stdout"] == ["0\n"]
+    assert "True" in "".join(o.get("text", "") for o in nb.cells[2].outputs)
+    kept = _run(tmp_path, cells[:1], ExecSettings(cell_timeout_s=30, notebook_timeout_s=120, colab="keep"),
                 sub="work2")
-    assert kept.status == "errors"
+    assert kept.neutralized == []
+    assert nbformat.read(str(kept.executed_path), as_version=4).cells[0].source.startswith("!pip install foo")
+
+
+def test_gpu_code_torchvision_and_tqdm_notebook_run_on_the_cpu(tmp_path):
+    cells = ["import torch\ndevice = torch.device('cuda:0')\nprint(torch.cuda.get_device_name(0))",
+             "model = torch.nn.Linear(4, 2).cuda()\ncriterion = torch.nn.CrossEntropyLoss().cuda()\n"
+             "x = torch.randn(8, 4).to(device)\ny = torch.zeros(8, dtype=torch.long, device='cuda')\n"
+             "loss = criterion(model(x), y)\nloss.backward()\nprint(loss.device, torch.cuda.is_available())",
+             "from torchvision import transforms, datasets\nfrom PIL import Image\n"
+             "t = transforms.Compose([transforms.RandomRotation(20, resample=Image.BILINEAR), transforms.ToTensor()])\n"
+             "print(tuple(t(Image.new('RGB', (40, 30))).shape))",
+             "from tqdm.notebook import tqdm, trange\nfor _ in tqdm(range(3)): pass\nfor _ in trange(2): pass\nprint('bars')"]
+    run = _run(tmp_path, cells)
+    assert run.status == "completed", run.message
+    assert run.device == "cpu" and run.limits["device"].startswith("cpu")
+    nb = nbformat.read(str(run.executed_path), as_version=4)
+    out = ["".join(o.get("text", "") for o in c.outputs if o.get("name") == "stdout") for c in nb.cells]
+    assert out == ["CPU (the grader has no GPU; this ran on the CPU)\n", "cpu False\n", "(3, 30, 40)\n", "bars\n"]
+
+
+def test_module_outside_the_environment_is_an_error_of_the_notebook(tmp_path):
+    run = _run(tmp_path, ["import sklearn"])
+    assert run.status == "errors" and run.cells[0].error_name == "ModuleNotFoundError"
+
+
+def test_flat_imports_from_a_folder_beside_the_notebook(tmp_path):
+    work = tmp_path / "work"
+    (work / "res").mkdir(parents=True)
+    (work / "res" / "helpers.py").write_text("VALUE = 42\n")
+    run = _run(tmp_path, ["from helpers import VALUE\nfrom res.helpers import VALUE as V2\nassert VALUE == V2 == 42"],
+               python_path=["res"])
+    assert run.status == "completed", run.message
+    bare = _run(tmp_path, ["from helpers import VALUE"], sub="work2")
+    assert bare.status == "errors"
+
+
+def test_relative_mount_appears_beside_the_notebook_read_only(tmp_path):
+    data = tmp_path / "data"
+    (data / "train" / "cats").mkdir(parents=True)
+    (data / "train" / "cats" / "a.png").write_bytes(b"png")
+    run = _run(tmp_path, ["import os\nprint(os.listdir('cats_and_dogs_filtered/train/cats'))",
+                          "open('cats_and_dogs_filtered/new.txt', 'w')"],
+               ro_mounts=[(data, "cats_and_dogs_filtered")])
+    assert [c.status for c in run.cells] == ["ok", "error"]
+    assert "Read-only" in run.cells[1].error_value or "read-only" in run.cells[1].error_value.lower()
+    nb = nbformat.read(str(run.executed_path), as_version=4)
+    assert nb.cells[0].outputs[0]["text"] == "['a.png']\n"
+    assert not (data / "new.txt").exists()
 
 
 def test_invalid_notebook(tmp_path):
@@ -243,3 +311,35 @@ def test_malformed_outputs_do_not_make_a_notebook_invalid(tmp_path):
     (tmp_path / "work").mkdir()
     run = execute_notebook(path, tmp_path / "work", FAST)
     assert run.status == "completed", run.message
+
+
+def _capture_probe(names):
+    return ("import json, sys\ncap = sys.modules['_grader_capture'].INSTANCE\n"
+            f"json.dump({{n: [getattr(cap.objects.get(n), 'tag', None), cap.how.get(n, {{}}).get('how')] for n in {names!r}}},"
+            " open('/grader/out/c.json', 'w'))")
+
+
+def test_trained_objects_are_captured_as_the_templates_tests_see_them(tmp_path):
+    from grader.rubric import Capture
+    from grader.runner import capture_prelude
+    prelude = capture_prelude((Capture("fixed", "test_model", "model"), Capture("variable", "test_variable", "model"),
+                               Capture("same_cell", "check", "net")))
+    cells = ["class M:\n    def __init__(self, tag): self.tag = tag",
+             "def test_model(m, length=15):\n    return 1.0",
+             # renamed: the argument counts, whatever its name
+             "gru_model = M('fixed')\nmodel = M('not this one')\naccuracy = test_model(gru_model)",
+             "def test_variable(m):\n    raise AssertionError('accuracy is too low')",
+             # the next training cell rebinds model; its test fails, the argument is still kept
+             "model = M('variable')\ntest_variable(m=model)",
+             "model = M('later')",
+             # defined and called in one cell: the wrapper is not there yet, `net` at the cell's end is
+             "def check(x):\n    return True\nnet = M('first')\ncheck(net)\nnet = M('same_cell')"]
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    run = _run(tmp_path, cells, prelude=prelude,
+               probe=ProbeRequest(_capture_probe(["fixed", "variable", "same_cell"]), in_dir, out_dir))
+    assert run.probe.status == "ok", run.probe
+    got = json.loads((out_dir / "c.json").read_text())
+    assert got == {"fixed": ["fixed", "the argument of test_model(...)"],
+                   "variable": ["variable", "the argument of test_variable(...)"],
+                   "same_cell": ["same_cell", "`net` at the end of the cell that calls check(...)"]}

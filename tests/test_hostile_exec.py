@@ -39,6 +39,8 @@ naming_pct = 10
 not_executable_pct = 20
 
 [execution]
+limits = "fixed"
+interrupt_grace_s = 3
 cell_timeout_s = 3
 notebook_timeout_s = 45
 probe_timeout_s = 5

@@ -24,7 +24,7 @@ from hw2ref import data  # noqa: E402
 from grader.execute import ExecSettings, ProbeRequest, execute_notebook  # noqa: E402
 
 SETTINGS = ExecSettings(cell_timeout_s=600, notebook_timeout_s=900)
-DATA_MOUNT = "/data/cats_and_dogs_filtered"
+DATA_MOUNT = "cats_and_dogs_filtered"        # beside the notebook, as the rubric places it
 # Release cells that call code the student has to write.
 RELEASE_FAILING = ("print(conv_output_size((21, 12), (4, 5), stride=4))",
                    "print('f_W(x) has shape'",
@@ -147,7 +147,7 @@ def test_solution_notebook_runs_clean_and_learns(tmp_path, dataset):
         d.mkdir()
     (work / NB).write_bytes((HW2 / "solution" / NB).read_bytes())
     t0 = time.time()
-    run = execute_notebook(work / NB, work, SETTINGS, env={"HW2_DATA_DIR": DATA_MOUNT},
+    run = execute_notebook(work / NB, work, SETTINGS,
                            ro_mounts=[(dataset, DATA_MOUNT)], probe=ProbeRequest(PROBE, probe_in, probe_out))
     wall = time.time() - t0
     print(f"hw2_cnn solution: {wall:.1f} s wall, loadavg {Path('/proc/loadavg').read_text().strip()}")
@@ -172,7 +172,7 @@ def test_release_notebook_fails_only_where_answers_are_missing(tmp_path, dataset
     work = tmp_path / "work"
     work.mkdir()
     (work / NB).write_bytes((HW2 / "release" / NB).read_bytes())
-    run = execute_notebook(work / NB, work, SETTINGS, env={"HW2_DATA_DIR": DATA_MOUNT},
+    run = execute_notebook(work / NB, work, SETTINGS,
                            ro_mounts=[(dataset, DATA_MOUNT)])
     assert run.status == "errors", run.message
     nb = nbformat.read(run.executed_path, as_version=4)

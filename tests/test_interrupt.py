@@ -21,6 +21,8 @@ due = "2025-10-05T23:59:00"
 timezone = "America/New_York"
 [penalties]
 [execution]
+limits = "fixed"
+interrupt_grace_s = 3
 cell_timeout_s = 120
 notebook_timeout_s = 300
 [[parts]]

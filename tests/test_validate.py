@@ -19,6 +19,8 @@ timezone = "America/New_York"
 [penalties]
 
 [execution]
+limits = "fixed"
+interrupt_grace_s = 3
 cell_timeout_s = 10
 notebook_timeout_s = 60
 

@@ -199,8 +199,10 @@ class Behaviour:
                 subs.append(SubResult(f.sub.name, round(f.sub.points * fraction, 6), f.sub.points, partial_msg))
             else:
                 subs.append(SubResult(f.sub.name, f.sub.points, f.sub.points, note))
+        found = answer.data.get("found")
+        data = {"found": str(found.get("how", ""))[:200]} if isinstance(found, dict) and found.get("how") else {}
         return result(item, subs, message="; ".join(s.message for s in subs if s.points < s.possible)
-                      or lines["accuracy"][1].replace("needs at least", "threshold"))
+                      or lines["accuracy"][1].replace("needs at least", "threshold"), data=data)
 
     @staticmethod
     def _recorded(name: str, answer: Any, need: float) -> tuple[bool, str]:

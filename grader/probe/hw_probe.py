@@ -235,13 +235,22 @@ def _backprop(outputs, upstream: list, wrt: list) -> list:
     return [None if w is None else next(it) for w in wrt]
 
 
+def _captures():
+    return getattr(sys.modules.get("_grader_capture"), "INSTANCE", None)
+
+
 def _lookup(name: str):
-    """A notebook global, or an attribute path below one ("Conv1dStrided.apply")."""
+    """A captured object (capture.py), a notebook global, or an attribute path below one
+    ("Conv1dStrided.apply")."""
     ns = _namespace()
     first, *rest = name.split(".")
-    if first not in ns:
+    captured = _captures()
+    if captured is not None and first in captured.objects:
+        obj = captured.objects[first]
+    elif first not in ns:
         raise NameError(f"`{first}` is not defined after the notebook ran")
-    obj = ns[first]
+    else:
+        obj = ns[first]
     for attr in rest:
         obj = getattr(obj, attr)
     return obj
@@ -498,6 +507,10 @@ def behaviour(action: dict, in_dir: str, out_dir: str) -> None:
     tensors = _load_inputs(in_dir, item)
     pack = _Pack()
     answer: dict = {}
+    captured = _captures()
+    how = getattr(captured, "how", {}).get(str(action["target"]).split(".")[0]) if captured else None
+    if isinstance(how, dict):
+        answer["found"] = {"how": str(how.get("how", ""))[:200], "execution_count": int(how.get("execution_count", -1))}
     try:
         obj = _lookup(action["target"])
         fn = getattr(obj, action["method"]) if action.get("method") else obj

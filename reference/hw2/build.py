@@ -7,10 +7,14 @@ are written as ``# text``. Inside any cell:
 * lines between ``# BEGIN SOLUTION`` and ``# END SOLUTION`` appear only in the
   solution notebook;
 * lines between ``# BEGIN RELEASE`` and ``# END RELEASE`` appear only in the
-  release notebook (what students get: TODO stubs, placeholders).
+  release notebook (what students get: TODO stubs, placeholders);
+* lines between ``# BEGIN HW2`` and ``# END HW2`` appear only in this assignment's own
+  notebooks (``release/``, ``solution/``: graded by rubrics/hw2.toml), lines between
+  ``# BEGIN COURSE`` and ``# END COURSE`` only in the notebooks as the course's Colab
+  template has them (``course/release/``, ``course/solution/``: rubrics/hw2_course.toml).
 
-One source keeps both versions in step: a change to the given code reaches
-students and the solution at once.
+A cell left empty by the selection is not written. One source keeps all four in step: a
+change to the given code reaches students and the solution at once.
 
 Usage: python reference/hw2/build.py [--check]
 ``--check`` exits non-zero when the committed notebooks differ from the sources.
@@ -33,6 +37,13 @@ MARKERS = {
     "# BEGIN RELEASE": ("release", True),
     "# END RELEASE": ("release", False),
 }
+VARIANT_MARKERS = {
+    "# BEGIN HW2": ("hw2", True),
+    "# END HW2": ("hw2", False),
+    "# BEGIN COURSE": ("course", True),
+    "# END COURSE": ("course", False),
+}
+VARIANTS = {"hw2": HERE, "course": HERE / "course"}   # variant -> folder holding release/ and solution/
 
 
 def split_cells(text: str) -> list[tuple[str, list[str]]]:
@@ -46,11 +57,11 @@ def split_cells(text: str) -> list[tuple[str, list[str]]]:
     return cells
 
 
-def select(lines: list[str], version: str, where: str) -> list[str]:
+def select(lines: list[str], version: str, where: str, markers: dict = MARKERS) -> list[str]:
     out: list[str] = []
     inside: str | None = None
     for line in lines:
-        marker = MARKERS.get(line.strip())
+        marker = markers.get(line.strip())
         if marker:
             block, opening = marker
             if opening == (inside is not None):
@@ -72,14 +83,19 @@ def strip_blank_edges(lines: list[str]) -> list[str]:
     return lines
 
 
-def build(source: Path, version: str) -> nbformat.NotebookNode:
+def build(source: Path, version: str, variant: str = "hw2") -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
     }
     for i, (kind, lines) in enumerate(split_cells(source.read_text())):
-        lines = strip_blank_edges(select(lines, version, f"{source.name} cell {i}"))
+        where = f"{source.name} cell {i}"
+        lines = select(select(lines, variant, where, VARIANT_MARKERS), version, where)
+        lines = strip_blank_edges(lines)
+        if not lines:
+            continue
+        i = len(nb.cells)      # ids count the cells this variant has, so one variant's cells leave the other's ids alone
         if kind == "markdown":
             lines = [l[2:] if l.startswith("# ") else l.lstrip("#") for l in lines]
             cell = nbformat.v4.new_markdown_cell("\n".join(lines))
@@ -98,14 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     stale = []
     for source in sorted((HERE / "source").glob("*.py")):
-        for version in ("release", "solution"):
-            target = HERE / version / f"{source.stem}.ipynb"
-            text = nbformat.writes(build(source, version)) + "\n"
+        for (variant, folder), version in [(v, r) for v in VARIANTS.items() for r in ("release", "solution")]:
+            target = folder / version / f"{source.stem}.ipynb"
+            text = nbformat.writes(build(source, version, variant)) + "\n"
             if args.check:
                 if not target.exists() or target.read_text() != text:
                     stale.append(str(target.relative_to(HERE)))
             else:
-                target.parent.mkdir(exist_ok=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text)
     if stale:
         print("stale notebooks (run python reference/hw2/build.py):", *stale, sep="\n  ")

@@ -51,12 +51,13 @@ IGNORE_SIGNALS = ("import signal, time\n"
 
 CASES: list[ExecCase] = [
     # ---------------------------------------------------------------- execution
+    # A cell at its limit is interrupted: the cells after it run and earn what they earn.
     ExecCase("ex01", "execution", "infinite loop", (F, "while True:\n    pass", ANSWER),
-             "timeout", NONE, ("code cell 2", "limit per cell")),
+             "timeout", FULL, ("ode cell 2", "limit per cell", "interrupted", "still ran")),
     ExecCase("ex02", "execution", "time.sleep far beyond the cell limit", (F, "import time\ntime.sleep(3600)", ANSWER),
-             "timeout", NONE, ("code cell 2",)),
+             "timeout", FULL, ("ode cell 2", "interrupted")),
     ExecCase("ex03", "execution", "memory hog",
-             (F, "hog = []\nwhile True:\n    hog.append(bytearray(b'\\x01') * (64 << 20))", ANSWER),
+             (F, "hog = []\nwhile True:\n    hog.append(bytearray(b'\\x01') * (256 << 20))", ANSWER),
              "kernel_died", NONE, ("memory",)),
     ExecCase("ex04", "execution", "fork bomb (os.fork until it fails)",
              (F, "import os, time\nkids, err, pids = 0, None, []\n"
@@ -113,7 +114,8 @@ CASES: list[ExecCase] = [
                  "threading.Thread(target=busy, daemon=False).start()",
               spawn("while True: pass"), ANSWER), "completed", FULL),
     ExecCase("ex16", "execution", "the kernel ignores SIGTERM/SIGINT then sleeps forever",
-             (F, IGNORE_SIGNALS + "time.sleep(3600)", ANSWER), "timeout", NONE),
+             (F, IGNORE_SIGNALS + "time.sleep(3600)", ANSWER), "timeout", NONE,
+             ("did not stop when interrupted",)),
     # ---------------------------------------------------------------- escape and snooping
     ExecCase("es01", "escape", "reads rubrics/, reference/ and the repository",
              (F, LEAKS + "for p in ['@REPO@/rubrics/hw2.toml', '@REPO@/reference/hw2/hw2ref/__init__.py',\n"

@@ -1,4 +1,5 @@
 # %% [markdown]
+# BEGIN HW2
 # # Homework 2 - Convolutional Neural Nets
 #
 # In this notebook you will
@@ -10,8 +11,10 @@
 # Fill in every cell marked `TODO` and replace the two free-text placeholders. The notebook must
 # run from top to bottom on a CPU (the graders run it without a GPU and without internet). Keep
 # `num_workers=0` in the data loaders.
+# END HW2
 
 # %%
+# BEGIN HW2
 import math
 import os
 import random
@@ -30,8 +33,10 @@ torch.manual_seed(0)
 random.seed(0)
 np.random.seed(0)
 plt.rcParams['figure.dpi'] = 100
+# END HW2
 
 # %% [markdown]
+# BEGIN HW2
 # ## Part 1: convolutions by hand
 #
 # ### 1.1 Output size (theory 1.1(a), (b))
@@ -43,8 +48,10 @@ plt.rcParams['figure.dpi'] = 100
 # Every argument is either an `int` or a tuple of ints with one entry per spatial dimension; an
 # `int` applies to every dimension. Return an `int` when all arguments are ints, otherwise a tuple.
 # For example `conv_output_size((21, 12), (4, 5), stride=4)` is `(5, 2)`, your answer to 1.1(a).
+# END HW2
 
 # %%
+# BEGIN HW2
 def conv_output_size(size, kernel, padding=0, stride=1, dilation=1):
     # BEGIN RELEASE
     # TODO
@@ -59,11 +66,15 @@ def conv_output_size(size, kernel, padding=0, stride=1, dilation=1):
     per_dim = [[a] * n_dims if isinstance(a, int) else list(a) for a in args]
     return tuple(conv_output_size(*dims) for dims in zip(*per_dim))
     # END SOLUTION
+# END HW2
 
 # %% [markdown]
+# BEGIN HW2
 # A self-check against PyTorch (the graders run their own checks).
+# END HW2
 
 # %%
+# BEGIN HW2
 print(conv_output_size((21, 12), (4, 5), stride=4))
 for kernel, padding, stride, dilation in [(3, 0, 1, 1), (4, 1, 2, 1), (3, 2, 3, 2), (5, 0, 2, 3)]:
     conv = nn.Conv2d(1, 1, kernel, padding=padding, stride=stride, dilation=dilation)
@@ -71,8 +82,10 @@ for kernel, padding, stride, dilation in [(3, 0, 1, 1), (4, 1, 2, 1), (3, 2, 3, 
     got = conv_output_size((23, 17), kernel, padding, stride, dilation)
     print(f'K={kernel} P={padding} S={stride} D={dilation}: torch {expected}, yours {got}')
     assert got == expected
+# END HW2
 
 # %% [markdown]
+# BEGIN HW2
 # ### 1.2 A 1-D strided convolution and its gradients (theory 1.1(c))
 #
 # As in the theory part, "convolution" means cross-correlation, with no bias, no padding and no
@@ -95,8 +108,10 @@ for kernel, padding, stride, dilation in [(3, 0, 1, 1), (4, 1, 2, 1), (3, 2, 3, 
 # Use plain tensor operations (indexing, sums, products, `unfold`, `einsum`, loops): **not**
 # `torch.nn.functional.conv1d`, its transpose, or autograd. `Conv1dStrided` below wires your
 # functions into autograd, so its backward pass is your formula.
+# END HW2
 
 # %%
+# BEGIN HW2
 def conv1d_strided(x, w, stride):
     # BEGIN RELEASE
     # TODO
@@ -158,12 +173,16 @@ class Conv1dStrided(torch.autograd.Function):
         grad_x = conv1d_grad_input(w, grad_out, ctx.stride, x.shape[-1])
         grad_w = conv1d_grad_weight(x, grad_out, ctx.stride, w.shape[-1])
         return grad_x, grad_w, None
+# END HW2
 
 # %% [markdown]
+# BEGIN HW2
 # Self-checks: the shapes of theory 1.1(c)(i), a comparison with `F.conv1d` and
 # `torch.autograd.gradcheck`, which compares your backward pass with finite differences.
+# END HW2
 
 # %%
+# BEGIN HW2
 x = torch.randn(5, 7)
 w = torch.randn(1, 5, 3)
 print('f_W(x) has shape', tuple(conv1d_strided(x, w, 2).shape))
@@ -175,8 +194,10 @@ for stride in (1, 2, 3):
     assert torch.allclose(conv1d_strided(xb, wb, stride), F.conv1d(xb, wb, stride=stride))
     assert torch.autograd.gradcheck(lambda a, b: Conv1dStrided.apply(a, b, stride), (xb, wb))
 print('conv1d_strided and its gradients agree with PyTorch')
+# END HW2
 
 # %% [markdown]
+# BEGIN HW2
 # ## Part 2: a CNN for cats and dogs
 #
 # ### Data
@@ -187,8 +208,10 @@ print('conv1d_strided and its gradients agree with PyTorch')
 # folder. The course's photo set (`cats_and_dogs_filtered.zip`) has this layout, and so does the
 # smaller synthetic set the graders use: there every "cat" image holds a small diagonal cross (×)
 # and every "dog" image an upright cross (+), somewhere on a random background with distractors.
+# END HW2
 
 # %%
+# BEGIN HW2
 DATA_DIR = Path(os.environ.get('HW2_DATA_DIR', 'cats_and_dogs_filtered'))
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 
@@ -198,12 +221,16 @@ for split in ('train', 'validation'):
     for cls in sorted(p.name for p in (DATA_DIR / split).iterdir() if p.is_dir()):
         n = sum(1 for f in (DATA_DIR / split / cls).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
         print(f'{split}/{cls}: {n} images')
+# END HW2
 
 # %% [markdown]
+# BEGIN HW2
 # A minimal `ImageFolder`: one class per sub-folder, numbered in alphabetical order (cats = 0,
 # dogs = 1); an item is `(transform(image), label)`.
+# END HW2
 
 # %%
+# BEGIN HW2
 class ImageFolderDataset(torch.utils.data.Dataset):
     def __init__(self, root, transform=None):
         self.root = Path(root)
@@ -223,15 +250,19 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         if self.transform is not None:
             img = self.transform(img)
         return img, label
+# END HW2
 
 # %% [markdown]
+# BEGIN HW2
 # Transforms, written with PIL and plain tensor operations. Every image is resized to
 # `IMAGE_SIZE` × `IMAGE_SIZE` and normalized with the ImageNet statistics. Training images are also
 # flipped, shifted and colour-jittered at random. You may change the augmentations; keep
 # `validation_transforms` a function from a PIL image to a normalized `(3, IMAGE_SIZE, IMAGE_SIZE)`
 # tensor, since the graders evaluate your model on held-out images with it.
+# END HW2
 
 # %%
+# BEGIN HW2
 IMAGE_SIZE = 64
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
@@ -285,8 +316,10 @@ validation_dataset, test_dataset = torch.utils.data.random_split(
     generator=torch.Generator().manual_seed(42))
 print(f'{len(train_dataset)} training, {len(validation_dataset)} validation, {len(test_dataset)} test images')
 print('classes:', train_dataset.class_to_idx)
+# END HW2
 
 # %%
+# BEGIN HW2
 def show_normalized_image(img, title=None):
     plt.imshow(unnormalize(img.detach().cpu()).permute(1, 2, 0).clamp(0, 1).numpy())
     plt.title(title)
@@ -299,12 +332,113 @@ for i in range(4):
     plt.subplot(1, 4, i + 1)
     show_normalized_image(img, train_dataset.classes[label])
 plt.show()
+# END HW2
+
+# %% [markdown]
+# BEGIN COURSE
+# # Homework 2 - Convolutional Neural Nets
+#
+# In this homework, we're going to work on convolutional neural nets: we will write, train and
+# look inside a CNN that tells cats from dogs.
+#
+# Use Google Colab with a GPU: Runtime -> Change runtime type -> GPU.
+# END COURSE
+
+# %%
+# BEGIN COURSE
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+from torchvision import datasets, transforms
+from tqdm.notebook import tqdm
+
+plt.rcParams['figure.dpi'] = 200
+# END COURSE
+
+# %% [markdown]
+# BEGIN COURSE
+# ## Data
+#
+# We use a small cats vs dogs set: 1000 photos of each in `train/` and 500 of each in
+# `validation/`. Download and unzip it into the notebook's folder.
+# END COURSE
+
+# %%
+# BEGIN COURSE
+! wget --no-check-certificate https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip -O ./cats_and_dogs_filtered.zip
+# END COURSE
+
+# %%
+# BEGIN COURSE
+! unzip -qo cats_and_dogs_filtered.zip
+# END COURSE
+
+# %%
+# BEGIN COURSE
+! echo "train cats: $(find cats_and_dogs_filtered/train/cats -type f | wc -l), train dogs: $(find cats_and_dogs_filtered/train/dogs -type f | wc -l)"
+! echo "validation cats: $(find cats_and_dogs_filtered/validation/cats -type f | wc -l), validation dogs: $(find cats_and_dogs_filtered/validation/dogs -type f | wc -l)"
+# END COURSE
+
+# %% [markdown]
+# BEGIN COURSE
+# Every image is resized to 256 x 256 and normalized with the ImageNet statistics; training images
+# are also augmented. `unnormalize` undoes the normalization for plotting.
+# END COURSE
+
+# %%
+# BEGIN COURSE
+normalize = transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+unnormalize = transforms.Normalize(mean=[-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225],
+                                   std=[1 / 0.229, 1 / 0.224, 1 / 0.225])
+
+train_transforms = transforms.Compose([
+    transforms.Resize((256, 256)),
+    transforms.RandomHorizontalFlip(),
+    transforms.ColorJitter(hue=.1, saturation=.1, contrast=.1),
+    transforms.RandomRotation(20, resample=Image.BILINEAR),
+    transforms.GaussianBlur(7, sigma=(0.1, 1.0)),
+    transforms.ToTensor(),
+    normalize,
+])
+
+validation_transforms = transforms.Compose([
+    transforms.Resize((256, 256)),
+    transforms.ToTensor(),
+    normalize,
+])
+
+train_dataset = datasets.ImageFolder('./cats_and_dogs_filtered/train', transform=train_transforms)
+validation_dataset, test_dataset = torch.utils.data.random_split(
+    datasets.ImageFolder('./cats_and_dogs_filtered/validation', transform=validation_transforms),
+    [500, 500], generator=torch.Generator().manual_seed(42))
+# END COURSE
+
+# %%
+# BEGIN COURSE
+def show_normalized_image(img, title=None):
+    plt.imshow(unnormalize(img).detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy())
+    plt.title(title)
+    plt.axis('off')
+
+
+show_normalized_image(train_dataset[10][0])
+# END COURSE
 
 # %% [markdown]
 # ### Model
 #
+# BEGIN HW2
 # Write `CNN_Solution`, a network that takes a batch of images `(B, 3, IMAGE_SIZE, IMAGE_SIZE)` and
 # returns class scores `(B, 2)`. It must contain:
+# END HW2
+# BEGIN COURSE
+# Write `CNN_Solution`, a network that takes a batch of images `(B, 3, 256, 256)` and returns class
+# scores. It must contain:
+# END COURSE
 #
 # - convolutional layers (at least two),
 # - batch normalization,
@@ -338,8 +472,16 @@ class CNN_Solution(nn.Module):
         # TODO
         # END RELEASE
         # BEGIN SOLUTION
+        # BEGIN HW2
         self.block1 = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16),
                                     nn.ReLU(), nn.MaxPool2d(2))
+        # END HW2
+        # BEGIN COURSE
+        # 256 x 256 inputs: averaging 4 x 4 pixels first keeps training fast on a CPU, and the
+        # cross is still many pixels wide.
+        self.block1 = nn.Sequential(nn.AvgPool2d(4), nn.Conv2d(3, 16, 3, padding=1, bias=False),
+                                    nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2))
+        # END COURSE
         self.block2 = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32),
                                     nn.ReLU(), nn.MaxPool2d(2))
         self.residual = ResidualBlock(32)
@@ -400,11 +542,25 @@ def step(loss, optimizer):
     # END SOLUTION
 
 # %%
+# BEGIN HW2
 N_EPOCHS = 10
 BATCH_SIZE = 64
 
 train_dataloader = torch.utils.data.DataLoader(train_dataset, batch_size=BATCH_SIZE, shuffle=True, num_workers=0)
 validation_dataloader = torch.utils.data.DataLoader(validation_dataset, batch_size=BATCH_SIZE, num_workers=0)
+# END HW2
+# BEGIN COURSE
+# BEGIN RELEASE
+N_EPOCHS = 5
+# END RELEASE
+# BEGIN SOLUTION
+N_EPOCHS = 8
+# END SOLUTION
+BATCH_SIZE = 64
+
+train_dataloader = torch.utils.data.DataLoader(train_dataset, batch_size=BATCH_SIZE, shuffle=True, num_workers=4)
+validation_dataloader = torch.utils.data.DataLoader(validation_dataset, batch_size=BATCH_SIZE, num_workers=4)
+# END COURSE
 model = CNN_Solution()
 
 # BEGIN RELEASE
@@ -415,6 +571,7 @@ optimizer = None # TODO
 criterion = nn.CrossEntropyLoss()
 optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 # END SOLUTION
+# BEGIN HW2
 # Optional: a learning-rate scheduler, stepped once at the end of every epoch.
 # BEGIN RELEASE
 scheduler = None
@@ -422,6 +579,7 @@ scheduler = None
 # BEGIN SOLUTION
 scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=N_EPOCHS)
 # END SOLUTION
+# END HW2
 
 if torch.cuda.is_available():
     model = model.cuda()
@@ -452,9 +610,11 @@ for i in pbar:
         total_train_loss += loss.item()
         total_train_correct += correct.item()
 
+    # BEGIN HW2
     # Batch norm uses its running statistics from here on, as it will when the model is graded.
     model.eval()
 
+    # END HW2
     with torch.no_grad():
         for batch in validation_dataloader:
             loss, correct = get_loss_and_correct(model, batch, criterion, device)
@@ -473,13 +633,17 @@ for i in pbar:
     train_accuracies.append(train_accuracy)
     validation_accuracies.append(validation_accuracy)
 
+    # BEGIN HW2
     if scheduler is not None:
         scheduler.step()
 
+    # END HW2
     pbar.set_postfix({'train_loss': mean_train_loss, 'validation_loss': mean_validation_loss,
                       'train_accuracy': train_accuracy, 'validation_accuracy': validation_accuracy})
 
+# BEGIN HW2
 print('validation accuracy per epoch:', [round(a, 3) for a in validation_accuracies])
+# END HW2
 
 # %%
 fig, ax = plt.subplots(1, 2, figsize=(10, 4))
@@ -498,9 +662,15 @@ ax[1].legend()
 plt.show()
 
 # %% [markdown]
+# BEGIN HW2
 # Now change your model to achieve **at least 75% accuracy on the validation set**. You may
 # change the model, the optimizer, the number of epochs and the augmentations. The whole notebook
 # should still run in a few minutes on a CPU.
+# END HW2
+# BEGIN COURSE
+# Now change your model to achieve **at least 75% accuracy on validation set**. You can change the
+# model you've implemented, the optimizer, and the augmentations.
+# END COURSE
 #
 # Does your model overfit? Why, or why not? Explain in the cell below.
 
@@ -509,6 +679,7 @@ plt.show()
 # put your answer here
 # END RELEASE
 # BEGIN SOLUTION
+# BEGIN HW2
 # Only a little. Training accuracy ends a few points above validation accuracy, and the
 # validation loss follows the training loss down instead of turning up. The model is small (about
 # 24k parameters) and its global max pooling makes it indifferent to where the cross sits, so it
@@ -516,6 +687,15 @@ plt.show()
 # lets the last epochs settle instead of bouncing. A version that flattened
 # the feature map into the linear layer reached 100% training accuracy while staying near chance
 # on validation: that one overfits badly.
+# END HW2
+# BEGIN COURSE
+# Not much. The training and validation curves stay close together and the validation loss keeps
+# falling with the training loss, instead of turning up while the training loss goes on down. The
+# model is small and pools over all positions, so it cannot memorise where things are in the
+# picture; the flips, rotations, blur and colour jitter of the training transforms also make every
+# epoch see slightly different images. A model that flattened the whole feature map into a large
+# linear layer would overfit much sooner.
+# END COURSE
 # END SOLUTION
 
 # %% [markdown]
@@ -566,13 +746,42 @@ image = validation_dataset[10][0]
 show_normalized_image(image)
 
 # %% [markdown]
+# BEGIN HW2
 # "Clip" your model at two or three points and plot the intermediate outputs, e.g.
 # `nn.Sequential(*list(model.children())[:4])(image[None])` keeps the first four children. This
 # only works when the children of your model, in order, form a path through it: keep a residual
 # block inside one child module. `plot_intermediate_output(result, title)` plots the channels of
 # one such output `result` of shape `(1, N_FILTERS, H, W)` on a grid.
+# END HW2
+# BEGIN COURSE
+# Now let's look at what the filters of the model respond to. "Clip" the model at two or three
+# points, e.g. with `nn.Sequential(*list(model.children()[:4]))`, run the image through the clipped
+# model and plot the result with `plot_intermediate_output`.
+# END COURSE
 
 # %%
+# BEGIN COURSE
+def plot_intermediate_output(result, title):
+    """ Plots the intermediate output of shape
+        N_FILTERS x H x W
+    """
+    plt.rcParams['figure.dpi'] = 150
+    N_FILTERS = result.shape[1]
+
+    N = int(math.sqrt(N_FILTERS))
+    M = (N_FILTERS + N - 1) // N
+    assert N * M >= N_FILTERS
+
+    fig, axs = plt.subplots(N, M)
+    fig.suptitle(title)
+
+    for i in range(N):
+        for j in range(M):
+            if i*N + j < N_FILTERS:
+                axs[i][j].imshow(result[0, i*N + j].cpu().detach())
+                axs[i][j].axis('off')
+# END COURSE
+# BEGIN HW2
 def plot_intermediate_output(result, title):
     """Plots the intermediate output of shape (1, N_FILTERS, H, W)."""
     result = result.detach().cpu()
@@ -588,6 +797,7 @@ def plot_intermediate_output(result, title):
             if i * n_cols + j < n_filters:
                 ax.imshow(result[0, i * n_cols + j].numpy(), cmap='viridis')
     plt.show()
+# END HW2
 
 # %% [markdown]
 # Pick a few intermediate representations of your model and plot them with
