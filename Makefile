@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    ?= grading-output
-RUBRICS ?= rubrics/hw2.toml
+RUBRICS ?= rubrics/hw2.toml rubrics/hw2_course.toml
 
 .PHONY: setup system-deps grade test test-fast notebooks clean
 

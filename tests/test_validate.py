@@ -4,8 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from grader.cli import main as cli_main
+
+REPO = Path(__file__).resolve().parents[1]
 
 RUBRIC = """
 [assignment]
@@ -86,3 +89,16 @@ def test_inconsistent_rubric_fails_with_a_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "release  nb.todo  full" in out
     assert "`answer` is not defined" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["hw2.toml", "hw2_course.toml"])
+def test_the_assignments_own_notebooks_score_what_their_rubric_declares(name, run_cache):
+    """Both rubrics against their notebooks (this project's, and the course template's), with the
+    session's seed and run cache: CI's `grader validate` afterwards reuses these runs."""
+    from conftest import SESSION_SEED
+    from grader.rubric import load_rubric
+    from grader.validate import validate
+    problems, records = validate(load_rubric(REPO / "rubrics" / name), seed=SESSION_SEED, cache_dir=run_cache)
+    assert problems == [], problems
+    assert records["solution"].notebooks and all(n["status"] == "completed" for n in records["solution"].notebooks.values())

@@ -483,12 +483,14 @@ evaluate_model(model, difficulty)
 # ## 8. Visualize LSTM
 #
 # Setting difficulty to `MODERATE` and `hidden_size` to 12.
+# BEGIN HW2
 #
 # **Homework.** The loss curves of this training have spikes. Change the *training procedure* of
 # this section so that the training curves have no spikes. Change only the training of the model:
 # not the model (`SimpleLSTM`, `hidden_size = 12`), not the random seed, not the task or the batch
 # size. Extra credit: visualise the gradients and the weights throughout training, before and
 # after your fix.
+# END HW2
 # BEGIN SOLUTION
 #
 # **Fix.** The spikes are exploding gradients: once the LSTM has started to learn, an occasional

