@@ -37,7 +37,7 @@ def _hash_tree(h: "hashlib._Hash", root: Path) -> None:
 
 def run_key(nb_path: Path, workdir: Path, settings: ExecSettings, env: dict[str, str],
             mounts: list[tuple[Path, str]], probe: ProbeRequest | None, prelude: str | None = None,
-            python_path: list[str] | None = None) -> str:
+            python_path: list[str] | None = None, before_cells: dict[int, str] | None = None) -> str:
     h = hashlib.sha256()
     for name in CODE_FILES:
         h.update((GRADER / name).read_bytes())
@@ -45,7 +45,8 @@ def run_key(nb_path: Path, workdir: Path, settings: ExecSettings, env: dict[str,
     _hash_tree(h, GRADER / "kernel_env")
     h.update(json.dumps([asdict(replace(settings, **_TIME_FIELDS)), sorted(env.items()),
                          [(str(s), t) for s, t in mounts], nb_path.name, probe.code if probe else None,
-                         prelude, list(python_path or [])], sort_keys=True).encode())
+                         prelude, list(python_path or []),
+                         sorted((int(k), v) for k, v in (before_cells or {}).items())], sort_keys=True).encode())
     _hash_tree(h, workdir)              # the notebook and its support files
     if probe is not None:
         _hash_tree(h, Path(probe.in_dir))
@@ -69,14 +70,17 @@ def _fits(run: NotebookRun, settings: ExecSettings) -> bool:
 def cached_execute(cache_dir: Path | None, nb_path: Path, workdir: Path, settings: ExecSettings,
                    env: dict[str, str], mounts: list[tuple[Path, str]], probe: ProbeRequest | None,
                    execute: Callable[..., NotebookRun], prelude: str | None = None,
-                   python_path: list[str] | None = None) -> tuple[NotebookRun, bool]:
+                   python_path: list[str] | None = None,
+                   before_cells: dict[int, str] | None = None) -> tuple[NotebookRun, bool]:
     """Run ``execute`` or reuse an identical earlier run; returns (run, reused)."""
     extra: dict = {"prelude": prelude} if prelude else {}
     if python_path:
         extra["python_path"] = list(python_path)
+    if before_cells:
+        extra["before_cells"] = dict(before_cells)
     if cache_dir is None:
         return execute(nb_path, workdir, settings, env=env, ro_mounts=mounts, probe=probe, **extra), False
-    key = run_key(nb_path, workdir, settings, env, mounts, probe, prelude, python_path)
+    key = run_key(nb_path, workdir, settings, env, mounts, probe, prelude, python_path, before_cells)
     entry = cache_dir / "runs" / key
     meta = entry / "run.json"
     run = None

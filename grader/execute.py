@@ -342,6 +342,7 @@ class _State:
     why_stopped: str = ""               # why the grader stopped a kernel it found misbehaving
     prelude: str | None = None          # grader code run hidden before the first cell
     prelude_status: str = ""
+    before: dict = dataclasses.field(default_factory=dict)   # cell index -> hidden grader code run just before it
     stop: Any = None                    # asyncio.Event set by SIGINT/SIGTERM: staff stopped the grader
     interrupted: bool = False
     timed_out: list[tuple[int, str]] = dataclasses.field(default_factory=list)   # (cell, "cell" | "notebook") interrupted at a limit
@@ -493,6 +494,8 @@ async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: P
                 if notebook_deadline[0] - time.monotonic() < 1.0:
                     state.notebook_limit_hit = True
                     break                   # the rest stay "not_run"; the probe still runs
+                if result.index in state.before:
+                    await _run_hidden(client, state.before[result.index], 30)
                 state.current, state.current_started = result.index, time.monotonic()
                 limited_by = ("notebook" if notebook_deadline[0] - state.current_started < settings.cell_timeout_s
                               else "cell")
@@ -748,11 +751,14 @@ def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
                      ro_mounts: list[tuple[Path, str]] | None = None,
                      probe: ProbeRequest | None = None,
                      prelude: str | None = None,
-                     python_path: list[str] | None = None) -> NotebookRun:
+                     python_path: list[str] | None = None,
+                     before_cells: dict[int, str] | None = None) -> NotebookRun:
     """``prelude``: grader code run in the kernel after the sandbox check and before the first
     cell (e.g. instrumentation); it sees the probe folder (/grader/probe) read-only.
     ``ro_mounts``: (host path, target) with an absolute target, or one relative to the notebook's
-    folder; ``python_path``: folders beside the notebook whose modules import flat."""
+    folder; ``python_path``: folders beside the notebook whose modules import flat;
+    ``before_cells``: grader code run hidden just before the notebook cells of those indices
+    (a reseed before the given training cell, say)."""
     t0 = time.monotonic()
     workdir = Path(workdir)
     nb, why = read_notebook(nb_path)
@@ -766,7 +772,7 @@ def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
             cell.outputs = []
             cell.execution_count = None
     state = _State(nb=nb, cells=[CellResult(i, "not_run", 0.0) for i, c in enumerate(nb.cells)
-                                 if c.cell_type == "code"], prelude=prelude)
+                                 if c.cell_type == "code"], prelude=prelude, before=dict(before_cells or {}))
     limits: dict[str, str] = {}
     sbx: Sandbox | None = None
     try:

@@ -150,9 +150,12 @@ def feedback_markdown(rubric: Rubric, r: Record, images: dict[str, str] | None =
                     if sub["points"] < sub["possible"] - 1e-9 and sub["message"]]
             # With several sub-checks the details go under each one, not repeated on the item.
             show = it["message"] and it["status"] not in ("passed", "pending") and len(lost) < 2
+            # A passed item says nothing more, except a note on how its work was read.
+            notes = [m for m in (it["message"] or "").split("; ") if m.startswith("note: ")] \
+                if it["status"] == "passed" else []
             lines.append(f"- {mark} **{it['title']}** ({_fmt(it['points'])} / {_fmt(it['possible'])}"
                          f"{', extra credit' if it['extra'] else ''}): {STATUS_WORDS.get(it['status'], it['status'])}"
-                         + (f": {it['message']}" if show else ""))
+                         + (f": {it['message']}" if show else f" ({'; '.join(notes)})" if notes else ""))
             for sub in lost if len(lost) >= 2 else []:
                 lines.append(f"    - {sub['name']} ({_fmt(sub['points'])} / {_fmt(sub['possible'])}): {sub['message']}")
             if (it.get("data") or {}).get("found"):

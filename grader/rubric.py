@@ -6,6 +6,7 @@ can fix a rubric without reading grader code.
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -92,6 +93,14 @@ class Capture:
 
 
 @dataclass(frozen=True)
+class Reseed:
+    """Reseed Python's, NumPy's and torch's generators, hidden, just before the first code cell
+    matching ``before``: a trained result then does not depend on what earlier cells drew."""
+    before: str                   # regex of the cell's code
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Part:
     id: str
     file: str
@@ -103,6 +112,7 @@ class Part:
     mounts: tuple[Mount, ...] = ()
     python_path: tuple[str, ...] = ()      # folders beside the notebook whose modules also import flat
     captures: tuple[Capture, ...] = ()
+    reseed: Reseed | None = None
 
 
 @dataclass(frozen=True)
@@ -364,6 +374,15 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
             c.no_unknown_keys()
             captures.append(cap)
         _unique([c.name for c in captures], f"{t.where}.captures[].name")
+        reseed = None
+        if "reseed" in t.data:
+            r = t.table("reseed")
+            reseed = Reseed(r.str("before", _REQUIRED), int(r.num("seed", 0)))
+            try:
+                re.compile(reseed.before)
+            except re.error:
+                raise RubricError(f"{r.where}.before: not a valid regular expression: {reseed.before!r}") from None
+            r.no_unknown_keys()
         python_path = t.strs("python_path")
         for entry in python_path:
             if entry.startswith("/") or not _safe_inside(entry):
@@ -373,7 +392,7 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
                     kind=t.one_of("kind", PART_KINDS, "notebook"), points=t.num("points", _REQUIRED),
                     extra_credit=t.num("extra_credit", 0), support=t.strs("support"),
                     env=tuple(sorted(env.data.items())), mounts=tuple(mounts), python_path=python_path,
-                    captures=tuple(captures))
+                    captures=tuple(captures), reseed=reseed)
         for s in part.support:
             if not (reference_dir / s).exists():
                 raise RubricError(f"{t.where}.support: {s!r} not found under {reference_dir}")

@@ -296,7 +296,8 @@ def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSetting
            **devices.kernel_env(run_settings.device), **dict(part.env)}
     run, reused = cached_execute(settings.cache_dir if settings.reuse_runs else None, nb_path, run_dir,
                                  run_settings, env, mounts, probe, execute_notebook,
-                                 prelude=prelude, python_path=list(part.python_path))
+                                 prelude=prelude, python_path=list(part.python_path),
+                                 before_cells=reseed_cells(part, nb_path))
     if reused:  # staff-only: the feedback must not tell a student that an identical notebook exists
         run.limits = {**run.limits, "reused_run": "identical notebook and inputs already run (grader/cache.py)"}
     probe_ok = run.probe is not None and run.probe.status == "ok"
@@ -310,6 +311,26 @@ def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSetting
                        executed_path=run.executed_path, reference_dir=rubric.reference_dir,
                        private=plan.private, plan_s=plan_s)
     return run, ctx
+
+
+RESEED_CODE = ("import random as _gr, numpy as _gn, torch as _gt\n"
+               "_gr.seed({seed}); _gn.random.seed({seed}); _gt.manual_seed({seed})\n"
+               "del _gr, _gn, _gt\n")
+
+
+def reseed_cells(part: Part, nb_path: Path) -> dict[int, str]:
+    """{notebook cell index: hidden reseed} for the part's ``reseed`` (rubric), from the code as
+    submitted: the first code cell matching ``reseed.before``."""
+    if part.reseed is None:
+        return {}
+    from grader.checks.notebook_text import read_cells
+    try:
+        cells = read_cells(nb_path)
+    except Exception:
+        return {}
+    rx = re.compile(part.reseed.before, re.MULTILINE)
+    hit = next((c.index for c in cells if c.kind == "code" and rx.search(c.source)), None)
+    return {} if hit is None else {hit: RESEED_CODE.format(seed=int(part.reseed.seed))}
 
 
 def capture_prelude(captures) -> str:

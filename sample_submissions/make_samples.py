@@ -84,10 +84,16 @@ def samples() -> dict[str, tuple[dict[str, bytes] | bytes, str]]:
         return {"hw2_theory.pdf": theory_pdf(net_id), **sol, **over}
 
     # A typical partial submission: the input gradient of the strided convolution uses the
-    # flipped kernel, the learning rate is far too small for the CNN to reach 75%, and the
-    # gated RNN mixes h[t-1] and W_x x[t] with the gate and 1 - gate swapped.
+    # flipped kernel, the weight gradient is right but taken from torch's own convolution
+    # (which the notebook forbids there), the learning rate is far too small for the CNN to
+    # reach 75%, and the gated RNN mixes h[t-1] and W_x x[t] with the gate and 1 - gate swapped.
     cnn_partial = mutate(sol[CNN], [
         ("torch.einsum('...f,fck->...ck', grad_out[..., p], w)", "torch.einsum('...f,fck->...ck', grad_out[..., p], w.flip(-1))"),
+        ("    for p in range(grad_out.shape[-1]):\n        window = x[:, :, stride * p:stride * p + kernel_size]  # (B, C, K)\n"
+         "        grad_w += torch.einsum('bf,bck->fck', grad_out[:, :, p], window)\n    return grad_w",
+         "    # faster: correlate every input channel with every output gradient, summing over the batch\n"
+         "    grad_w = F.conv1d(x.transpose(0, 1), grad_out.transpose(0, 1), dilation=stride)[:, :, :kernel_size]\n"
+         "    return grad_w.transpose(0, 1)"),
         ("lr=3e-3", "lr=3e-6"),
     ])
     rnn_partial = mutate(sol[RNN], [

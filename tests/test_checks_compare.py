@@ -28,6 +28,17 @@ def test_integer_required_float_given_fails():
     assert compare("n", 3, 3).ok and not compare("n", 4, 3).ok
 
 
+def test_a_count_as_a_whole_valued_float_tensor_is_a_count_where_the_rubric_says_so():
+    counts = Tolerance(integral_floats=True)
+    v = compare("correct", torch.tensor(12.0), torch.tensor(12), counts)
+    assert v.ok and "whole numbers" in v.text()
+    assert compare("correct", torch.tensor(12.0), 12, counts).ok              # compared as a number
+    assert not compare("correct", torch.tensor(11.5), torch.tensor(12), counts).ok
+    assert not compare("correct", torch.tensor(13.0), torch.tensor(12), counts).ok
+    assert not compare("correct", torch.tensor(12.0), torch.tensor(12)).ok     # indices stay integers
+    assert not compare("correct", 12, torch.tensor(12), counts).ok             # a tensor means a tensor
+
+
 def test_nan_and_inf_are_rejected_with_their_index():
     want = torch.ones(3, 4)
     got = want.clone()

@@ -39,8 +39,20 @@ compare = {{ grad_x = "grad:0", grad_w = "grad:1" }}
 
 CONV_NAMES = ["conv_vec", "conv_loop64", "conv_fn", "conv_flip", "conv_stride", "conv_raises",
               "conv_missing", "conv_numpy"]
+# What a notebook forbids in its hand-written functions: torch's convolutions, directly or in a
+# helper of the notebook's own; autograd inside a hand-written backward.
+def forbid(name: str) -> str:
+    rules = [f'{{ functions = ["{name}"], calls = ["conv1d", "conv_transpose1d"], subchecks = ["forward"], '
+             'why = "plain tensor operations, please" }']
+    if name == "conv_fn_checked":
+        rules.append('{ functions = ["_Conv.backward"], calls = ["grad", "backward"], subchecks = ["grad_x", "grad_w"] }')
+    return "forbid = [\n  " + ",\n  ".join(rules) + ",\n]"
 
-ITEMS = "".join(conv_item(n) for n in CONV_NAMES) + """
+
+FORBID_NAMES = ["conv_vec_checked", "conv_torch", "conv_via_helper", "conv_fn_checked"]
+
+ITEMS = "".join(conv_item(n) for n in CONV_NAMES) + "".join(
+    conv_item(n).replace("[items.params]\n", "[items.params]\n" + forbid(n) + "\n") for n in FORBID_NAMES) + """
 [[items]]
 id = "nb.size_ok"
 part = "nb"
@@ -155,6 +167,19 @@ STUDENT = [
     "        return tuple(int(v) for v in np.array(size) - np.array(kernel)) if False else "
     "tuple(int(v) for v in (np.array(size) - np.array(kernel)) // stride)\n"
     "    return (size - kernel) // stride + 1",
+    "conv_vec_checked = None\n"
+    "def conv_vec_checked(x, w, stride):\n"
+    "    return conv_vec(x, w, stride)",
+    "import torch.nn.functional as F\n"
+    "def conv_torch(x, w, stride):\n"
+    "    return F.conv1d(x[None], w, stride=stride)[0]",
+    "def _windows(x, w, stride):\n"
+    "    return torch.nn.functional.conv1d(x.unsqueeze(0), w, stride=stride).squeeze(0)\n"
+    "def _my_conv(x, w, stride):\n"
+    "    return _windows(x, w, stride)\n"
+    "def conv_via_helper(x, w, stride):\n"
+    "    return _my_conv(x, w, stride)",
+    "conv_fn_checked = conv_fn",
     "def gw_transposed(x, g, stride, k):\n"
     "    return torch.einsum('fp,cpk->kcf', g, x.unfold(-1, k, stride))",
 ]
@@ -221,3 +246,26 @@ def test_exceptions_and_missing_names_fail_that_item_only(graded):
 def test_timing_is_recorded(graded):
     record, _ = graded
     assert record.timing["nb_probe_s"] < 20 and record.timing["nb_checks_s"] < 20
+
+
+def test_forbidden_calls_in_hand_written_functions_lose_their_subchecks_naming_the_call(graded):
+    _, items = graded
+    assert items["nb.conv_vec_checked"]["points"] == 3, items["nb.conv_vec_checked"]
+    torch_ = items["nb.conv_torch"]
+    assert subs(torch_) == {"forward": 0, "grad_x": 1, "grad_w": 1}, torch_
+    assert "`conv_torch` calls `F.conv1d`: plain tensor operations, please" in torch_["message"]
+    helper = items["nb.conv_via_helper"]
+    assert subs(helper)["forward"] == 0
+    assert "`conv_via_helper` calls `torch.nn.functional.conv1d` (in `_windows`, which it calls)" in helper["message"]
+    # autograd inside the hand-written backward (its grad_w was already wrong: the flipped kernel)
+    fn = items["nb.conv_fn_checked"]
+    assert subs(fn) == {"forward": 1, "grad_x": 0, "grad_w": 0}, fn
+    assert "`_Conv.backward` calls `torch.autograd.grad`" in fn["message"]
+
+
+def test_feedback_names_cases_by_shapes_never_by_the_graders_values(graded):
+    _, items = graded
+    for name in ("conv_flip", "conv_stride", "conv_numpy", "gw_transposed"):
+        msg = items[f"nb.{name}"]["message"]
+        assert "tensor([" not in msg and "tensor(-" not in msg, msg      # no hidden inputs or outputs in full
+    assert "<tensor (3, 11)>" in items["nb.conv_stride"]["message"], items["nb.conv_stride"]["message"]

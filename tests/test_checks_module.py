@@ -56,6 +56,26 @@ compare = {{ layers = ["component:conv", "component:bn", "component:pool", "comp
 """
 
 
+def seq_item(name: str) -> str:
+    return f"""
+[[items]]
+id = "nb.{name}"
+part = "nb"
+kind = "structure"
+title = "sequence model ({name})"
+points = 2
+target = "{name}"
+subchecks = [{{ name = "builds", points = 1, what = "builds with a GRU" }}, {{ name = "forward_shape", points = 1 }}]
+[items.params]
+args = [16]
+input = {{ tensor = [5, 20], dist = "onehot", classes = 27 }}
+alternative_inputs = [{{ tensor = [5, 20], dist = "randint", high = 27 }}]
+output_shape = [5, 20, 27]
+components = [{{ name = "gru", min = 1, modules = ["GRU"], what = "GRU layers" }}]
+compare = {{ builds = ["constructs", "component:gru"], forward_shape = ["output_shape", "finite"] }}
+"""
+
+
 ITEMS = (gate_item("GateSame")
          + gate_item("GateRenamed", 'mapping = { Wg = "W", bias = "b", "proj.weight" = "U.weight" }')
          + gate_item("GateTransposed", 'mapping = { Wt = "W", "U.weight" = "U.weight", b = "b" }\ntranspose = ["Wt"]')
@@ -65,7 +85,9 @@ ITEMS = (gate_item("GateSame")
          + gate_item("GateDetachB")
          + gate_item("GateBadCtor")
          + gate_item("GateNoMapping")
-         + "".join(struct_item(n) for n in ("NetModules", "NetFunctional", "NetPlain", "NetWide", "NetNaN")))
+         + "".join(struct_item(n) for n in ("NetModules", "NetFunctional", "NetPlain", "NetWide", "NetNaN",
+                                            "NetLazy", "NetOwnConv"))
+         + "".join(seq_item(n) for n in ("SeqOneHot", "SeqIndex", "SeqBroken")))
 
 STUDENT = [
     "import torch\nfrom torch import nn\nimport torch.nn.functional as F",
@@ -176,6 +198,41 @@ STUDENT = [
     "class NetNaN(NetModules):\n"
     "    def forward(self, x):\n"
     "        return super().forward(x) * float('nan')",
+    # a lazy layer: its input size is known after a first forward pass
+    "class NetLazy(NetModules):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        self.fc = nn.LazyLinear(2)",
+    # a class of the notebook's own that only borrows torch's names counts as no convolution
+    "class Conv2d(nn.Module):\n"
+    "    __module__ = 'torch.nn'\n"
+    "    def __init__(self, *a, **k):\n"
+    "        super().__init__(); self.s = nn.Parameter(torch.ones(1))\n"
+    "    def forward(self, x):\n"
+    "        return x * self.s\n"
+    "class NetOwnConv(nn.Module):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        self.a = Conv2d(3, 3); self.b = Conv2d(3, 3); self.bn = nn.BatchNorm2d(3)\n"
+    "        self.pool = nn.AdaptiveMaxPool2d(1); self.fc = nn.Linear(3, 2)\n"
+    "    def forward(self, x):\n"
+    "        h = self.bn(self.a(x))\n"
+    "        return self.fc(self.pool(h + self.b(self.a(h))).flatten(1))",
+    # the sequence models: one-hot input as described, letter indices (an embedding), and broken
+    "class SeqOneHot(nn.Module):\n"
+    "    def __init__(self, hidden):\n"
+    "        super().__init__(); self.gru = nn.GRU(27, hidden, batch_first=True); self.out = nn.Linear(hidden, 27)\n"
+    "    def forward(self, x):\n"
+    "        return self.out(self.gru(x)[0])",
+    "class SeqIndex(nn.Module):\n"
+    "    def __init__(self, hidden):\n"
+    "        super().__init__(); self.emb = nn.Embedding(27, 8)\n"
+    "        self.gru = nn.GRU(8, hidden, batch_first=True); self.out = nn.Linear(hidden, 27)\n"
+    "    def forward(self, x):\n"
+    "        return self.out(self.gru(self.emb(x.long()))[0])",
+    "class SeqBroken(SeqOneHot):\n"
+    "    def forward(self, x):\n"
+    "        return self.out(self.gru(x[None])[0])",
 ]
 
 
@@ -226,3 +283,39 @@ def test_structure_mistakes_lose_their_subchecks(graded):
     assert "(2, 3)" in wide["message"] and "parameters" in wide["message"]
     nan = items["nb.NetNaN"]
     assert subs(nan)["finite"] == 0 and subs(nan)["output_shape"] == 1
+
+
+def test_lazy_layers_are_materialized_before_they_are_counted(graded):
+    _, items = graded
+    assert items["nb.NetLazy"]["status"] == "passed", items["nb.NetLazy"]
+
+
+def test_a_class_named_like_a_torch_layer_is_not_that_layer(graded):
+    _, items = graded
+    own = items["nb.NetOwnConv"]
+    assert subs(own)["layers"] == 0 and "convolutions" in own["message"], own
+
+
+def test_a_forward_on_letter_indices_is_checked_on_that_form_with_a_note(graded):
+    _, items = graded
+    assert items["nb.SeqOneHot"]["status"] == "passed" and not items["nb.SeqOneHot"]["message"]
+    index = items["nb.SeqIndex"]
+    assert index["status"] == "passed", index
+    assert "an integer input of shape (5, 20) instead of the a one-hot" not in index["message"]
+    assert "takes an integer input of shape (5, 20) instead of the one-hot input of shape (5, 20, 27)" in index["message"]
+    broken = items["nb.SeqBroken"]
+    assert subs(broken) == {"builds": 1, "forward_shape": 0}, broken
+    msg = broken["message"]
+    assert "ValueError" in msg and "one-hot input of shape (5, 20, 27)" in msg
+    assert "site-packages" not in msg and "_call_impl" not in msg     # the library's wrappers are not shown
+
+
+def test_the_students_feedback_carries_the_note_on_a_passed_item(graded, tmp_path):
+    from checks_helpers import write_rubric
+    from grader.report import feedback_markdown
+    from grader.rubric import load_rubric
+    record, _ = graded
+    text = feedback_markdown(load_rubric(write_rubric(tmp_path, ITEMS)), record)
+    line = next(x for x in text.splitlines() if "sequence model (SeqIndex)" in x)
+    assert "passed" in line and "takes an integer input of shape (5, 20)" in line
+    assert "(" not in next(x for x in text.splitlines() if "sequence model (SeqOneHot)" in x).split("):", 1)[1]

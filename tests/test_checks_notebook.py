@@ -45,12 +45,32 @@ STUDENT = [
     "            raise IndexError('shift 3 is hard')\n"
     "        return super().run(s, shift)\n"
     "rot_bad = RotBad()",
+    # the test accuracy, printed three ways: computed, typed in, and not at all
+    "g = torch.Generator().manual_seed(0)\ntest_x = torch.randn(200, 4, generator=g)\n"
+    "test_y = (test_x[:, 0] > 0).long()\n"
+    "clf_ok = nn.Linear(4, 2)\n"
+    "with torch.no_grad():\n"
+    "    clf_ok.weight.zero_(); clf_ok.bias.zero_()\n"
+    "    clf_ok.weight[1, 0] = 1.0; clf_ok.weight[1, 1] = 0.7",
+    ("markdown", "### Test A"),
+    "correct = (clf_ok(test_x).argmax(1) == test_y).sum().item()\n"
+    "print(f'{correct} of {len(test_y)} correct ({100 * correct / len(test_y):.1f}%)')",
+    ("markdown", "### Test B"),
+    "print('test accuracy: 0.99')",
+    ("markdown", "### Test C"),
+    "acc = (clf_ok(test_x).argmax(1) == test_y).float().mean()",
     ("markdown", "## Plots"),
     "plt.plot([1, 2, 3]); plt.show()",
     ("markdown", "Explain what you see."),
     ("markdown", "The loss goes down steadily and the model does not overfit."),
     ("markdown", "What about the filters?"),
     ("markdown", "put your answer here"),
+    # the answer written below a code cell of the student's own, the placeholder left above it
+    ("markdown", "Why does it work?"),
+    ("markdown", "put your answer here"),
+    "print(clf_ok.weight)",
+    ("markdown", "Because the weights read the first feature, which decides the class."),
+    ("markdown", "## The end"),
 ]
 
 ITEMS = """
@@ -135,14 +155,61 @@ id = "nb.artifacts"
 part = "nb"
 kind = "artifact"
 title = "plots and answers"
-points = 3
-subchecks = [{ name = "plot", points = 1 }, { name = "answer1", points = 1 }, { name = "answer2", points = 1 }]
+points = 4
+subchecks = [{ name = "plot", points = 1 }, { name = "answer1", points = 1 }, { name = "answer2", points = 1 },
+             { name = "answer3", points = 1 }]
 [items.params]
 rules = [
   { images = 1, section = "^## Plots", subcheck = "plot" },
   { answer = "put your answer here", after = "^Explain what you see", min_chars = 20, subcheck = "answer1" },
   { answer = "put your answer here", after = "^What about the filters", subcheck = "answer2" },
+  { answer = "put your answer here", after = "^Why does it work", min_chars = 20, subcheck = "answer3" },
 ]
+
+[[items]]
+id = "nb.printed_A"
+part = "nb"
+kind = "behaviour"
+title = "the test accuracy printed is the model's"
+points = 1
+target = "clf_ok"
+reference = "minref.nets:own_test_set"
+subchecks = [{ name = "printed", points = 1 }]
+[items.params]
+mode = "classify"
+min_accuracy = 0.0
+printed = { section = "^### Test A", tolerance = 0.01 }
+compare = { printed = "printed" }
+
+[[items]]
+id = "nb.printed_B"
+part = "nb"
+kind = "behaviour"
+title = "the test accuracy printed is the model's"
+points = 1
+target = "clf_ok"
+reference = "minref.nets:own_test_set"
+subchecks = [{ name = "printed", points = 1 }]
+[items.params]
+mode = "classify"
+min_accuracy = 0.0
+printed = { section = "^### Test B", tolerance = 0.01 }
+compare = { printed = "printed" }
+
+[[items]]
+id = "nb.printed_C"
+part = "nb"
+kind = "behaviour"
+title = "the test accuracy printed is the model's"
+points = 1
+target = "clf_ok"
+reference = "minref.nets:own_test_set"
+subchecks = [{ name = "printed", points = 1 }]
+[items.params]
+mode = "classify"
+min_accuracy = 0.0
+printed = { section = "^### Test C", tolerance = 0.01 }
+compare = { printed = "printed" }
 """
 
 
@@ -181,6 +248,27 @@ def test_static_reads_the_submitted_code(graded):
 def test_artifacts_are_presence_checks(graded):
     _, items = graded
     art = items["nb.artifacts"]
-    assert subs(art) == {"plot": 1, "answer1": 1, "answer2": 0}
+    assert subs(art) == {"plot": 1, "answer1": 1, "answer2": 0, "answer3": 1}   # answer3 follows a code cell
     assert "placeholder is still there" in art["message"]
     assert all("presence check" in s["message"] for s in art["subchecks"])
+
+
+def test_the_printed_test_accuracy_counts_only_when_it_is_what_the_model_does(graded):
+    _, items = graded
+    honest = items["nb.printed_A"]                 # "183 of 200 correct (91.5%)", say
+    assert honest["points"] == 1, honest
+    assert "is what the model does" in honest["message"]
+    typed = items["nb.printed_B"]
+    assert typed["points"] == 0 and "0.990" in typed["message"] and "the grader measured" in typed["message"]
+    silent = items["nb.printed_C"]
+    assert silent["points"] == 0 and "prints no accuracy" in silent["message"]
+
+
+def test_students_never_see_a_raw_regex():
+    from grader.checks.notebook_text import plain
+    assert plain(r"^## 8\.") == "“## 8.”"
+    assert plain(r"^### Testing") == "“### Testing”"
+    assert plain(r"(?i)^Pick a few intermediate representations") == "“Pick a few intermediate representations”"
+    assert plain(r"test accuracy\s*[:=]?\s*\d", "the test accuracy") == "the test accuracy"
+    assert plain(r"^(## 8|## 9)", "Section 8") == "Section 8"
+    assert plain(None, "this part") == "this part"

@@ -343,3 +343,42 @@ def test_trained_objects_are_captured_as_the_templates_tests_see_them(tmp_path):
     assert got == {"fixed": ["fixed", "the argument of test_model(...)"],
                    "variable": ["variable", "the argument of test_variable(...)"],
                    "same_cell": ["same_cell", "`net` at the end of the cell that calls check(...)"]}
+
+
+def test_hidden_code_before_a_cell_reseeds_whatever_earlier_cells_drew(tmp_path):
+    """The rubric's reseed (parts[].reseed) runs hidden just before the matching cell: what that
+    cell draws is the same however many numbers the cells before it took."""
+    from grader.runner import RESEED_CODE
+    draw = "import torch, random, numpy\nresult = [torch.rand(1).item(), random.random(), numpy.random.rand()]\n" \
+           "open('drawn.json', 'w').write(__import__('json').dumps(result))"
+    got = []
+    for sub, earlier in (("a", "import torch\ntorch.rand(5)"), ("b", "import torch, random\ntorch.rand(999); random.random()")):
+        run = _run(tmp_path, ["md:# setup", earlier, draw], sub=sub, before_cells={2: RESEED_CODE.format(seed=7)})
+        assert run.status == "completed", run.message
+        got.append(json.loads((tmp_path / sub / "drawn.json").read_text()))
+    import random as pyrandom, numpy, torch
+    torch.manual_seed(7); pyrandom.seed(7); numpy.random.seed(7)
+    assert got[0] == got[1] == [torch.rand(1).item(), pyrandom.random(), numpy.random.rand()]
+    nb = nbformat.read(str(run.executed_path), as_version=4)
+    assert "manual_seed" not in json.dumps(nb.cells[2].outputs)        # hidden: no trace in the notebook
+
+
+def test_training_steps_are_labelled_with_the_count_the_notebook_shows_for_their_cell(tmp_path):
+    """Steps map to cells through execution counts: the instrument's must be the executed
+    notebook's, including a training in the last cell (IPython's own counter runs one ahead)."""
+    from grader.checks.training import PRELUDE
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    out_dir.mkdir()
+    train = ("for _ in range({n}):\n    opt.zero_grad(); model(torch.randn(4, 3)).pow(2).mean().backward(); opt.step()")
+    cells = ["import torch\nmodel = torch.nn.Linear(3, 2)\nopt = torch.optim.SGD(model.parameters(), lr=0.1)",
+             train.format(n=2), "md:## later", "x = 1", train.format(n=3)]
+    code = ("import json, _grader_instrument as gi\n"
+            "json.dump([gi.INSTANCE.runs[0].cells, sorted(gi.INSTANCE.runs[0].snapshots)], open('/grader/out/c.json', 'w'))")
+    run = _run(tmp_path, cells, prelude=PRELUDE, probe=ProbeRequest(code=code, in_dir=in_dir, out_dir=out_dir))
+    assert run.status == "completed" and run.probe.status == "ok", (run.message, run.probe.error)
+    nb = nbformat.read(str(run.executed_path), as_version=4)
+    counts = {i: c.execution_count for i, c in enumerate(nb.cells) if c.cell_type == "code"}
+    steps, snapshots = json.loads((out_dir / "c.json").read_text())
+    assert steps == [counts[1]] * 2 + [counts[4]] * 3
+    assert snapshots == [counts[1], counts[4]]

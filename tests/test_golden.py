@@ -3,7 +3,7 @@
 tests/corpus/expected.csv (rubrics/hw2_course.toml).
 
 Scores must match exactly; each reason by its key phrase (found in the record's
-reason, penalties, notebook messages or feedback). expected.csv is edited by hand
+reason, penalties, notebook messages, item messages or feedback). expected.csv is edited by hand
 after review, never regenerated from the grader's output.
 """
 from __future__ import annotations
@@ -23,10 +23,11 @@ SAMPLES = REPO / "sample_submissions"
 EXPECTED = SAMPLES / "expected.csv"
 CORPUS = REPO / "tests" / "corpus"
 COURSE_RUBRIC = REPO / "rubrics" / "hw2_course.toml"
-# The corpus runs with a nominal limit of 120 s per cell (the rubric's is the template's 600 s) so
-# that its slow but correct training (cs1004, about 3 minutes here) is slower than the nominal
-# limit without ten minutes of CI; the grader scales the limit to this machine as it always does.
-CORPUS_NOMINAL_CELL_S = 120
+# The corpus runs with a nominal limit of 100 s per cell (the rubric's is the template's 600 s) so
+# that its slow but correct training (cs1004's fixed-delay cell, 115 s here in a full run) is
+# slower than the nominal limit without ten minutes of CI; the grader scales the limit to this
+# machine as it always does (x1.9 here: 191 s).
+CORPUS_NOMINAL_CELL_S = 100
 PARTS = {"theory": ("theory", "points"), "hw2_cnn": ("hw2_cnn", "points"), "hw2_rnn": ("hw2_rnn", "points"),
          "seq": ("seq", "points"), "seq_extra": ("seq", "extra")}
 
@@ -65,7 +66,7 @@ def _check(row: dict[str, str], rec, rubric) -> None:
     assert got == pytest.approx(want), f"{row['zip']}: items were\n{items}\nruns:\n{runs}"
     text = " ".join([rec.reason, *(p["reason"] for p in rec.penalties),
                      *(n.get("message", "") for n in rec.notebooks.values()),
-                     feedback_markdown(rubric, rec)])
+                     *(i["message"] for i in rec.items), feedback_markdown(rubric, rec)])
     for phrase in row["reason_phrase"].split(" | "):
         assert phrase in text, f"{row['zip']}: {phrase!r} not in its reasons"
 

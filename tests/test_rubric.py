@@ -86,3 +86,20 @@ def test_not_toml(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(RubricError, match="cannot read rubric"):
         load_rubric(tmp_path / "nope.toml")
+
+
+def test_reseed_finds_the_first_matching_code_cell_of_the_notebook_as_submitted(tmp_path):
+    import nbformat
+    from grader.rubric import Part, Reseed
+    from grader.runner import reseed_cells
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("train_loader = DataLoader(  (in a comment of the text)"),
+                nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_code_cell("N_EPOCHS = 3\ntrain_loader = torch.utils.data.DataLoader(ds)"),
+                nbformat.v4.new_code_cell("train_loader = torch.utils.data.DataLoader(ds)")]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    part = Part(id="p", file="nb.ipynb", kind="notebook", points=1, reseed=Reseed(r"^train_loader\s*=\s*torch\.utils", 3))
+    assert list(reseed_cells(part, path)) == [2]
+    assert "manual_seed(3)" in reseed_cells(part, path)[2]
+    assert reseed_cells(Part(id="p", file="nb.ipynb", kind="notebook", points=1), path) == {}

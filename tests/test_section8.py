@@ -220,7 +220,28 @@ def cosmetic_notebook() -> bytes:
                  f"{hist}['loss'].append(loss if not {hist}['loss'] else 0.9 * {hist}['loss'][-1] + 0.1 * loss)")
     nb.cells.insert(_index(nb, "## 8.") + 1, nbformat.v4.new_markdown_cell(
         "**Fix:** the curves are smoothed with an exponential moving average, so they have no spikes."))
+    # As handed in: the training cell keeps the smooth (averaged) figure of the student's own run.
+    train = next(c for c in nb.cells[_index(nb, "## 8."):] if c.cell_type == "code")
+    train.outputs = [nbformat.v4.new_output("display_data", data={"image/png": _smooth_figure_png()})]
     return _bytes(nb)
+
+
+def _smooth_figure_png() -> str:
+    import base64
+    import io
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    loss = [1.39 if e < 12 else max(0.05, 1.39 * math.exp(-(e - 12) / 10)) for e in range(100)]
+    fig, axes = plt.subplots(ncols=2, figsize=(9, 4.5))
+    for ax, values in zip(axes, [loss, [100 - 50 * v for v in loss]]):
+        ax.plot(values)
+        ax.plot([v * 1.05 for v in values])
+        ax.legend(["Train", "Test"], loc="best")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
 
 
 def seed_changed_notebook() -> bytes:
@@ -325,6 +346,12 @@ def test_cosmetic_smoothing_of_the_original_training_scores_nothing(graded):
     # The measured curve is the original's, step for step (same seed, data and training).
     rel = _items(graded("rel111")[0])["seq.no_spikes"]["data"]["loss"]
     assert items["seq.no_spikes"]["data"]["loss"] == rel
+    # Its saved figure (the student's own run) is smooth, the grader's run is not: both facts go
+    # to staff, and the saved figure earns nothing.
+    spikes = items["seq.no_spikes"]
+    assert spikes["review"] and spikes["points"] == 0
+    assert "its plotted loss curve) looks smooth, while the grader's run here is spiky" in msg
+    assert spikes["data"]["saved_output"]["source"] == "plotted"
 
 
 @pytest.mark.slow

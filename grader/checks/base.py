@@ -92,7 +92,7 @@ def result(item: Item, subs: list[SubResult], status: str | None = None, message
     if status is None:
         status = "passed" if points >= possible - 1e-9 else ("partial" if points > 0 else "failed")
     if not message:
-        message = "; ".join(s.message for s in subs if s.message)
+        message = "; ".join(dict.fromkeys(s.message for s in subs if s.message))   # each once, in order
     return ItemResult(item.id, item.part, item.title, item.kind, points, possible, item.extra,
                       status, message, subs, review, data or {})
 

@@ -21,7 +21,13 @@ Params: mode, generator_args, method, transform, batch_size, eval (default true)
   recorded = "name": a number or list of numbers the notebook computed (last one counts),
     compared with min_accuracy as the "recorded" facet; it is what the notebook claims, so
     rubrics give it little weight,
-  compare {subcheck = "accuracy" | "all_groups" | "group:<name>" | "runs" | "recorded"}.
+  printed = {section = "heading regex", tolerance = 0.02}: the notebook's own run printed the
+    accuracy the grader measures: some number printed in that section of the grader's run (a
+    fraction, a percentage, or "912 of 1000" / "912/1000") is within ``tolerance`` of the
+    accuracy the grader measured on these inputs (facet "printed"). With inputs that are the
+    notebook's own test set, this checks that the test accuracy was computed, without ever
+    believing the number: a hard-coded print earns nothing unless the model does it,
+  compare {subcheck = "accuracy" | "all_groups" | "group:<name>" | "runs" | "recorded" | "printed"}.
 """
 from __future__ import annotations
 
@@ -36,7 +42,9 @@ from grader.checks.common import (Params, encode, item_seed, load_answer, need_r
 from grader.checks.compare import Tolerance, compare
 from grader.rubric import Item
 
-_FACET = re.compile(r"^(accuracy|all_groups|group:.+|runs|recorded|all)$")
+_FACET = re.compile(r"^(accuracy|all_groups|group:.+|runs|recorded|printed|all)$")
+_RATIO = re.compile(r"(\d+)\s*(?:/|of|out of)\s*(\d+)")
+_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*(%?)")
 
 
 class Behaviour:
@@ -46,7 +54,8 @@ class Behaviour:
     def validate(self, item: Item) -> None:
         p = Params(item)
         p.only({"mode", "generator_args", "method", "transform", "batch_size", "eval", "min_accuracy",
-                "per_group", "scorer", "compare", "rtol", "atol", "thresholds", "input_format", "recorded"})
+                "per_group", "scorer", "compare", "rtol", "atol", "thresholds", "input_format", "recorded",
+                "printed"})
         need_target(item)
         need_reference(item)
         if p.str("mode", "classify") not in ("classify", "cases"):
@@ -74,6 +83,14 @@ class Behaviour:
             raise p.err("input_format", "expected \"tensor\" or \"pil\"")
         if p.str("input_format") == "pil" and not p.str("transform"):
             raise p.err("input_format", "PIL inputs need the student's `transform` to turn them into tensors")
+        printed = p.table("printed")
+        if printed:
+            if set(printed) - {"section", "tolerance"} or not isinstance(printed.get("section"), str):
+                raise p.err("printed", "expected {section = \"heading regex\", tolerance = 0.02}")
+            try:
+                re.compile(printed["section"])
+            except re.error:
+                raise p.err("printed.section", f"not a valid regular expression: {printed['section']!r}") from None
         rec = p.str("recorded")
         if rec is not None and not rec.isidentifier():
             raise p.err("recorded", f"expected a name, got {rec!r}")
@@ -171,6 +188,8 @@ class Behaviour:
         lines["runs"] = (errors == 0, f"{errors} call(s) raised an exception; the first:\n{first_error}")
         if p.get("recorded"):
             lines["recorded"] = self._recorded(p["recorded"], answer, need)
+        if p.get("printed"):
+            lines["printed"] = self._printed(p["printed"], ctx, overall)
         partial = {}
         for t in thresholds:
             if t["fraction"] < 1 and overall >= t["min"]:
@@ -192,7 +211,8 @@ class Behaviour:
                     fraction, partial_msg = partial[w]
                 elif not ok:
                     failed.append(msg)
-            note = lines["accuracy"][1].replace("needs at least", "threshold")
+            note = (lines["printed"][1] if wanted == ["printed"] else
+                    lines["accuracy"][1].replace("needs at least", "threshold"))
             if failed:
                 subs.append(SubResult(f.sub.name, 0.0, f.sub.points, "; ".join(failed)))
             elif partial_msg:
@@ -202,7 +222,29 @@ class Behaviour:
         found = answer.data.get("found")
         data = {"found": str(found.get("how", ""))[:200]} if isinstance(found, dict) and found.get("how") else {}
         return result(item, subs, message="; ".join(s.message for s in subs if s.points < s.possible)
-                      or lines["accuracy"][1].replace("needs at least", "threshold"), data=data)
+                      or "; ".join(dict.fromkeys(s.message for s in subs if s.message)), data=data)
+
+    @staticmethod
+    def _printed(spec: dict, ctx: JudgeContext, measured: float) -> tuple[bool, str]:
+        """Whether the notebook printed the accuracy the grader measured (read from the
+        grader's own run of it, never from the outputs a student saved)."""
+        from grader.checks.notebook_text import output_text, read_cells, section
+        tol = float(spec.get("tolerance", 0.02))
+        if ctx.executed_path is None:
+            return False, "the notebook did not run, so it printed nothing"
+        scope = section(read_cells(ctx.executed_path), spec["section"]) or []
+        text = "\n".join(output_text(o) for c in scope if c.kind == "code" for o in c.outputs)
+        candidates = [int(a) / int(b) for a, b in _RATIO.findall(text) if int(b) > 0]
+        for number, pct in _NUMBER.findall(text):
+            v = float(number)
+            candidates += [v / 100] if pct else ([v] if v <= 1 else [v / 100] if v <= 100 else [])
+        if not text.strip() or not candidates:
+            return False, "the section prints no accuracy (the grader found no number in its output)"
+        best = min(candidates, key=lambda v: abs(v - measured))
+        if abs(best - measured) <= tol:
+            return True, f"the printed accuracy {best:.3f} is what the model does (the grader measured {measured:.3f})"
+        return False, (f"the accuracy printed in the section ({best:.3f}, the closest number there) is not what the "
+                       f"model does on those images: the grader measured {measured:.3f}")
 
     @staticmethod
     def _recorded(name: str, answer: Any, need: float) -> tuple[bool, str]:

@@ -55,6 +55,9 @@ class Params:
     def int(self, key: str, default: int | None = None, required: bool = False) -> int | None:
         return self.get(key, (int,), "an integer", default, required)
 
+    def bool(self, key: str, default: bool | None = None, required: bool = False) -> bool | None:
+        return self.get(key, (bool,), "true or false", default, required)
+
     def str(self, key: str, default: str | None = None, required: bool = False) -> str | None:
         return self.get(key, (str,), "a string", default, required)
 

@@ -49,7 +49,8 @@ _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 def tolerance(item: Item) -> Tolerance:
     p = Params(item)
     d = Tolerance()
-    return Tolerance(float(p.num("rtol", d.rtol)), float(p.num("atol", d.atol)))
+    return Tolerance(float(p.num("rtol", d.rtol)), float(p.num("atol", d.atol)),
+                     bool(p.bool("integral_floats", False)))
 
 
 def _cases(item: Item) -> list[dict]:
@@ -100,7 +101,17 @@ class Function:
 
     def validate(self, item: Item) -> None:
         p = Params(item)
-        p.only({"cases", "args", "kwargs", "grad", "rtol", "atol", "compare"})
+        p.only({"cases", "args", "kwargs", "grad", "rtol", "atol", "compare", "integral_floats", "forbid"})
+        for i, rule in enumerate(p.list("forbid")):
+            if not (isinstance(rule, dict) and set(rule) <= {"functions", "calls", "subchecks", "why"}
+                    and all(isinstance(rule.get(k, []), list) and all(isinstance(x, str) for x in rule.get(k, []))
+                            for k in ("functions", "calls", "subchecks"))
+                    and rule.get("functions") and rule.get("calls")):
+                raise p.err(f"forbid[{i}]", "expected {functions = [\"name\" or \"Class.method\"], calls = "
+                                          "[\"conv1d\", ...], subchecks = [...], why = \"...\"}")
+            unknown = set(rule.get("subchecks", [])) - {sub.name for sub in item.subchecks}
+            if unknown:
+                raise p.err(f"forbid[{i}].subchecks", f"unknown sub-check(s) {', '.join(sorted(unknown))}")
         if not all(isinstance(c, dict) and "target" in c for c in _cases(item)):
             need_target(item)
         need_reference(item)
@@ -196,7 +207,7 @@ class Function:
         for f in facets:
             relevant = [(name, v) for name, v, facet in verdicts if _applies(f.facets, facet)]
             subs.append(decide(item, ctx, f, relevant, cases, got_cases, answer, tol))
-        return result(item, subs)
+        return result(item, _forbidden(item, ctx, subs))
 
 
 def DTYPE_FLOAT(spec: dict) -> bool:
@@ -224,17 +235,59 @@ def _applies(wanted: list[str], facet: tuple[str, str | None]) -> bool:
     return False
 
 
+def _forbidden(item: Item, ctx: JudgeContext, subs: list[SubResult]) -> list[SubResult]:
+    """``params.forbid``: calls the notebook forbids inside hand-written functions, read from the
+    submitted code as AST (never run). A sub-check a rule names scores 0 when one is there."""
+    rules = item.params.get("forbid") or []
+    if not rules or ctx.notebook_path is None:
+        return subs
+    from grader.checks.notebook_text import calls_in_function, parse_cells, read_cells
+    try:
+        trees = parse_cells(read_cells(ctx.notebook_path))[0]
+    except Exception:
+        return subs
+    out = list(subs)
+    for rule in rules:
+        found = []
+        for fn in rule["functions"]:
+            for call, line, via in calls_in_function(trees, fn):
+                if call.split(".")[-1] in rule["calls"]:
+                    found.append(f"`{fn}` calls `{call}`" + (f" (in `{via}`, which it calls)" if via else ""))
+        if not found:
+            continue
+        why = "; ".join(dict.fromkeys(found)) + (f": {rule['why']}" if rule.get("why") else
+                                                  ": the notebook asks for this part without it")
+        names = set(rule.get("subchecks") or [sub.name for sub in out])
+        out = [SubResult(sub.name, 0.0, sub.possible, why) if sub.name in names else sub for sub in out]
+    return out
+
+
 def _case_name(item: Item, i: int, case: dict) -> str:
     args = [_short_arg(a) for a in case["args"]] + [f"{k}={_short_arg(v)}" for k, v in case["kwargs"].items()]
     return f"{case.get('target') or item.target}({', '.join(args)})"
 
 
 def _short_arg(a: Any) -> str:
+    """An argument as the student may see it: shapes and kinds, never the grader's values."""
+    from grader.checks.common import Built, LossOf, ParamsOf
     if isinstance(a, torch.Tensor):
         return f"<tensor {tuple(a.shape)}>"
     if isinstance(a, tuple):
         return "(" + ", ".join(_short_arg(x) for x in a) + ("," if len(a) == 1 else "") + ")"
-    return repr(a)
+    if isinstance(a, list):
+        return "[" + ", ".join(_short_arg(x) for x in a) + "]"
+    if isinstance(a, dict):
+        return "{" + ", ".join(f"{k!r}: {_short_arg(v)}" for k, v in a.items()) + "}"
+    if isinstance(a, Built):
+        inner = ", ".join([_short_arg(x) for x in a.args] + [f"{k}={_short_arg(v)}" for k, v in a.kwargs.items()])
+        return f"{a.ctor.split('.')[-1]}({inner})"
+    if isinstance(a, ParamsOf):
+        return f"{a.name}.parameters()"
+    if isinstance(a, LossOf):
+        return f"<a loss of {a.module} on an input {tuple(a.input.shape)}>"
+    if isinstance(a, (int, float, str, bool)) or a is None:
+        return repr(a)
+    return f"<{type(a).__name__}>"
 
 
 def compare_cases(item: Item, cases: list[dict], got_cases: list, answer, tol: Tolerance):

@@ -106,3 +106,70 @@ def bound_names(trees: list[ast.Module]) -> set[str]:
                 names.update((a.asname or a.name).split(".")[0] for a in node.names)
         names.update(n for g in ast.walk(tree) if isinstance(g, ast.Global) for n in g.names)
     return names
+
+
+def output_text(o: dict) -> str:
+    """The text an output shows: a stream's, or a result's text/plain."""
+    if o.get("output_type") == "stream":
+        t = o.get("text", "")
+    else:
+        t = (o.get("data") or {}).get("text/plain", "")
+    return t if isinstance(t, str) else "".join(t)
+
+
+_REGEX_META = re.compile(r"[\[\]()*+{}|]|\\[A-Za-z]")
+
+
+def plain(pattern: str | None, fallback: str = "the expected text") -> str:
+    """A rubric's regex as a student may read it (``^## 8\\.`` -> "## 8."); a pattern that is
+    more than literal text gives ``fallback``: students never see raw regular expressions."""
+    if not pattern:
+        return fallback
+    text = re.sub(r"^\(\?[a-z]+\)", "", pattern).lstrip("^").rstrip("$")
+    if _REGEX_META.search(text.replace("\\.", "").replace("\\?", "").replace("\\(", "").replace("\\)", "")):
+        return fallback
+    text = re.sub(r"\\(.)", r"\1", text)
+    return f"“{text.strip()}”"
+
+
+def calls_in_function(trees: list[ast.Module], name: str) -> list[tuple[str, int, str]]:
+    """(dotted name, line, via) of every call inside the definition of ``name`` ("fn" or
+    "Class.method"; the last definition wins, as it would when the notebook runs), and inside
+    the notebook's own top-level functions it calls, however deep (``via``: the helper whose
+    body holds the call, "" for ``name`` itself)."""
+    functions: dict[str, ast.AST] = {}
+    methods: dict[str, ast.AST] = {}
+    for tree in trees:
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                functions[node.name] = node
+            if isinstance(node, ast.ClassDef):
+                for sub in node.body:
+                    if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                        methods[f"{node.name}.{sub.name}"] = sub
+    target = methods.get(name) if "." in name else functions.get(name)
+    if target is None:
+        return []
+    out, seen, todo = [], {name}, [(target, "")]
+    while todo:
+        node, via = todo.pop(0)
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Call):
+                called = _dotted(sub.func)
+                out.append((called, sub.lineno, via))
+                if called in functions and called not in seen:
+                    seen.add(called)
+                    todo.append((functions[called], called))
+    return out
+
+
+def _dotted(node: ast.AST) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    elif isinstance(node, ast.Call):
+        parts.append(_dotted(node.func) + "()")
+    return ".".join(reversed(parts)) or "<call>"

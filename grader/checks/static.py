@@ -19,7 +19,7 @@ from typing import Any
 
 from grader.checks.base import JudgeContext, SubResult, not_run, result
 from grader.checks.common import Params
-from grader.checks.notebook_text import parse_cells, read_cells, section, top_level_nodes
+from grader.checks.notebook_text import parse_cells, plain, read_cells, section, top_level_nodes
 from grader.rubric import Item, RubricError
 
 RULES = ("unchanged", "assign", "call", "pattern")
@@ -67,7 +67,7 @@ class Static:
     def validate(self, item: Item) -> None:
         p = Params(item)
         p.only({"release", "rules"})
-        groups = rules_by_subcheck(item, RULES, {"value"})
+        groups = rules_by_subcheck(item, RULES, {"value", "message"})
         for _, rules in groups:
             for r in rules:
                 if "unchanged" in r and not p.str("release"):
@@ -104,17 +104,17 @@ class Static:
             except Exception as e:
                 return not_run(item, f"the release notebook for this check could not be read: {e}")
         subs = []
-        for sub, rules in rules_by_subcheck(item, RULES, {"value"}):
+        for sub, rules in rules_by_subcheck(item, RULES, {"value", "message"}):
             failed = [m for r in rules if (m := self.rule(r, cells, release))]
             subs.append(SubResult(sub.name, 0.0 if failed else sub.points, sub.points, "; ".join(failed)))
         return result(item, subs)
 
     def rule(self, r: dict, cells, release) -> str | None:
         """None when the rule holds, else what is wrong."""
-        where = f" under the heading matching {r['section']!r}" if r.get("section") else ""
+        where = f" under the heading {plain(r['section'])}" if r.get("section") else ""
         scope = section(cells, r.get("section"))
         if scope is None:
-            return f"no heading matching {r['section']!r} was found in the notebook"
+            return f"the heading {plain(r['section'], 'of this part')} was not found in the notebook"
         trees, _bad = parse_cells(scope)
         present = r.get("present", True)
         if "unchanged" in r:
@@ -155,8 +155,8 @@ class Static:
         rx = re.compile(r["pattern"], re.MULTILINE)
         found = any(rx.search(c.source) for c in scope if c.kind == "code")
         if found != present:
-            return (f"the code{where} should match {r['pattern']!r}" if present
-                    else f"the code{where} must not match {r['pattern']!r}")
+            what = r.get("message") or plain(r["pattern"], "the expected code")
+            return (f"the code{where} should have {what}" if present else f"the code{where} must not have {what}")
         return None
 
 

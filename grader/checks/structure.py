@@ -10,6 +10,9 @@ Params:
   args, kwargs          constructor arguments
   input                 tensor spec of the input, e.g. {tensor = [2, 3, 32, 32]}
   extra_inputs          further forward arguments (tensor specs), e.g. per-sample delays
+  alternative_inputs    other forms of the input the model may take instead (tensor specs, e.g.
+                        letter indices for a one-hot input), tried in order when it raises on
+                        ``input`` or gives another shape than ``output_shape``; accepted with a note
   attributes            {name = value}: attributes the built model must hold, e.g. {max_delay = 8}
   output_shape          expected output shape (array of ints)
   params_min, params_max
@@ -46,7 +49,7 @@ class Structure:
 
     def validate(self, item: Item) -> None:
         p = Params(item)
-        p.only({"args", "kwargs", "input", "extra_inputs", "attributes", "output_shape", "params_min",
+        p.only({"args", "kwargs", "input", "extra_inputs", "alternative_inputs", "attributes", "output_shape", "params_min",
                 "params_max", "components", "mode", "compare"})
         need_target(item)
         spec = p.get("input", (dict,), "a tensor spec {tensor = [shape]}", required=True)
@@ -55,6 +58,10 @@ class Structure:
         if not all(isinstance(e, dict) and "tensor" in e for e in extra):
             raise p.err("extra_inputs", "expected an array of tensor specs")
         check_value_spec(p, "extra_inputs", extra)
+        alts = p.list("alternative_inputs")
+        if not all(isinstance(e, dict) and "tensor" in e for e in alts):
+            raise p.err("alternative_inputs", "expected an array of tensor specs")
+        check_value_spec(p, "alternative_inputs", alts)
         for k, v in p.table("attributes").items():
             check_value_spec(p, f"attributes.{k}", v)
         shape = p.list("output_shape")
@@ -84,14 +91,16 @@ class Structure:
         gen = torch.Generator().manual_seed(item_seed(plan.seed, item.id))
         x = make_value(item.params["input"], gen)
         extra = {f"extra{i}": make_value(e, gen) for i, e in enumerate(item.params.get("extra_inputs", []))}
-        torch.save({"input": x, **extra}, plan.in_dir / f"{item.id}.pt")
+        alts = {f"alt{i}": make_value(e, gen) for i, e in enumerate(item.params.get("alternative_inputs", []))}
+        torch.save({"input": x, **extra, **alts}, plan.in_dir / f"{item.id}.pt")
         from grader.checks.common import encode
         scratch: dict = {}
         return [{"action": "structure", "item": item.id, "target": item.target,
                  "seed": item_seed(plan.seed, item.id, "probe") % 2**31,
                  "args": encode(make_args(item.params.get("args", [])), scratch),
                  "kwargs": encode(dict(item.params.get("kwargs", {})), scratch),
-                 "mode": item.params.get("mode", "eval"), "n_extra": len(extra),
+                 "mode": item.params.get("mode", "eval"), "n_extra": len(extra), "n_alt": len(alts),
+                 "output_shape": list(item.params.get("output_shape", [])),
                  "attributes": sorted(item.params.get("attributes", {}))}]
 
     def judge(self, item: Item, ctx: JudgeContext):
@@ -108,10 +117,13 @@ class Structure:
                                                      (w == "components" and name.startswith("component:"))
                                                      for w in f.facets)]
             failed = [v for v in relevant if not v.ok]
+            # The note on the input form goes with the sub-checks that ran the forward pass.
+            note = [v.message for name, v in rows if name == "input_form"
+                    if any(w in ("all", "output_shape", "finite") for w in f.facets)]
             if failed:
-                subs.append(SubResult(f.sub.name, 0.0, f.sub.points, "; ".join(v.message for v in failed[:3])))
+                subs.append(SubResult(f.sub.name, 0.0, f.sub.points, "; ".join([v.message for v in failed[:3]] + note)))
             else:
-                subs.append(SubResult(f.sub.name, f.sub.points, f.sub.points, ""))
+                subs.append(SubResult(f.sub.name, f.sub.points, f.sub.points, "; ".join(note)))
         return result(item, subs)
 
     def rows(self, item: Item, answer) -> list[tuple[str, Verdict]]:
@@ -141,8 +153,15 @@ class Structure:
             bounds = f"between {lo if lo is not None else 0} and {hi if hi is not None else 'any number of'}"
             rows.append(("parameters", Verdict(not bad, f"`{t}` has {n} parameters; expected {bounds}" if bad else "")))
         out = answer.value(d, "out")
+        used = d.get("input_used") if type(d.get("input_used")) is int else 0
+        specs = [p["input"]] + list(p.get("alternative_inputs", []))
+        spec = specs[used] if 0 <= used < len(specs) else p["input"]
+        shown = _describe_input(spec)
+        if used:
+            rows.append(("input_form", Verdict(True, f"note: `{t}` takes {shown} instead of {_describe_input(p['input']).replace('a one-hot', 'the one-hot', 1)} "
+                                                     f"described; it is checked on that form")))
         if "forward_error" in d:
-            why = f"`{t}` raised an exception on an input of shape {tuple(p['input']['tensor'])}:\n{trim(d['forward_error'])}"
+            why = f"`{t}` raised an exception on {shown}:\n{trim(d['forward_error'])}"
             rows += [("output_shape", Verdict(False, why)), ("finite", Verdict(False, why))]
         elif type(out) is not torch.Tensor:
             why = f"`{t}` should return a tensor, got something else"
@@ -150,7 +169,7 @@ class Structure:
         else:
             want = p.get("output_shape")
             if want is not None and list(out.shape) != list(want):
-                rows.append(("output_shape", Verdict(False, f"for an input of shape {tuple(p['input']['tensor'])} "
+                rows.append(("output_shape", Verdict(False, f"for {shown} "
                                                             f"the output has shape {tuple(out.shape)}, expected {tuple(want)}")))
             else:
                 rows.append(("output_shape", Verdict(True)))
@@ -184,3 +203,14 @@ class Structure:
                                  else f"found {found} {what}, expected at most {hi}")
             rows.append((f"component:{c['name']}", Verdict(ok, msg)))
         return rows
+
+
+def _describe_input(spec: dict) -> str:
+    """How the student reads an input spec: its full shape and what it holds."""
+    shape = list(spec["tensor"])
+    dist = spec.get("dist", "normal")
+    if dist == "onehot":
+        return f"a one-hot input of shape {tuple(shape + [int(spec.get('classes', spec.get('high')))])}"
+    if dist in ("randint", "arange"):
+        return f"an integer input of shape {tuple(shape)}"
+    return f"an input of shape {tuple(shape)}"

@@ -5,8 +5,13 @@ first student cell (``prelude``). It records, at every optimizer step, the loss 
 batch (the scalar that was back-propagated), the norm of the gradient the step applies,
 the learning rate, IPython's execution count and a fingerprint of the model's input;
 the weights before the first step, the first batch, and the weights at the end of each
-cell. The trusted side maps steps to cells through the executed notebook and judges the
-run of the section named by ``params.section`` (the first run with a step in its cells).
+cell. The trusted side maps steps to cells through the executed notebook and judges one run
+from the section named by ``params.section`` on (the section and any the student added after
+it): the student's fix, i.e. the last complete run of the released model whose per-step losses
+are not those of the released training itself (``reference_released``, recomputed by the
+grader on this machine: a notebook that keeps the original run first, or reruns it afterwards
+for the extra credit, has it judged as the "before", never as the fix). A fix made inside the
+shared training functions counts like any other: steps are observed wherever they come from.
 
 ``params.measure``:
   "spikes"        the run is the released one (parameter count, initial weights, first batch
@@ -20,7 +25,8 @@ run of the section named by ``params.section`` (the first run with a step in its
 Other params: section (heading regex), n_parameters, steps_per_epoch, min_epochs,
 stream_epochs, reference_initial ("module:function" -> state_dict), reference_data
 ("module:function"(config=...) -> (train, test) generators), reference_config
-("module:NAME", a dataclass with ``data_seed``), heldout {batches, seed_offset},
+("module:NAME", a dataclass with ``data_seed``), reference_released ("module:function" -> the
+released training's per-step losses), heldout {batches, seed_offset},
 min_accuracy, min_images, evidence {gradients = [regex], weights = [regex]}, requires.
 
 Spike detector: after learning starts (the first epoch whose mean batch loss is below
@@ -44,13 +50,13 @@ import torch
 from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
 from grader.checks.common import Params, item_seed, load_answer, resolve
 from grader.checks.gating import required
-from grader.checks.notebook_text import read_cells, section
+from grader.checks.notebook_text import plain, read_cells, section
 from grader.rubric import Item
 
 MEASURES = ("spikes", "accuracy", "extra_credit")
 KEYS = {"measure", "section", "n_parameters", "steps_per_epoch", "min_epochs", "stream_epochs",
         "reference_initial", "reference_data", "reference_config", "heldout", "min_accuracy",
-        "min_images", "evidence", "detector", "requires", "curve_digits"}
+        "min_images", "evidence", "detector", "requires", "curve_digits", "reference_released"}
 DETECTOR = {"learned_below": 1.2, "window": 5, "rise": 0.3, "ceiling": math.log(4), "review_margin": 0.25}
 
 # Loaded from its file, not imported by name, so a module the notebook planted in
@@ -152,6 +158,7 @@ class Observed:
     train_cell_index: int | None         # notebook index of the last cell the judged run trained in
     last_count: int | None               # its execution count
     errors: list[str]                    # errors raised in the section's cells
+    originals: list[dict] = field(default_factory=list)   # runs that are the released training itself
 
 
 def expand(rle: Any) -> list:
@@ -165,6 +172,10 @@ def expand(rle: Any) -> list:
 
 
 def observe(item: Item, ctx: JudgeContext, runs: list[dict]) -> Observed | str:
+    """The judged run: the student's fixed training, the last complete run of the released model in
+    the section or in a section after it that is not the released training itself (its per-step
+    losses, recomputed by the grader, are ``params.reference_released``); without one, the last
+    complete run there (the original, judged as it is); without that, the first run there."""
     if ctx.executed_path is None:
         return "the notebook did not run, so no training could be observed"
     import nbformat
@@ -175,9 +186,11 @@ def observe(item: Item, ctx: JudgeContext, runs: list[dict]) -> Observed | str:
         return "the grader's run of the notebook could not be read"
     scope = section(cells, item.params.get("section"))
     if scope is None:
-        return f"no heading matching {item.params.get('section')!r} was found in the notebook"
+        return f"the heading {plain(item.params.get('section'), 'of this section')} was not found in the notebook"
+    start = scope[0].index if scope else len(cells)
+    later = [c for c in cells if c.index >= start]          # the section and any the student added after it
     counts, errors, index_of = [], [], {}
-    for c in scope:
+    for c in later:
         if c.kind != "code":
             continue
         count = nb.cells[c.index].get("execution_count")
@@ -188,24 +201,70 @@ def observe(item: Item, ctx: JudgeContext, runs: list[dict]) -> Observed | str:
             if o.get("output_type") == "error":
                 errors.append(f"{o.get('ename')}: {str(o.get('evalue'))[:300]}")
     wanted = set(counts)
-    section_runs, first, steps = [], None, []
+    section_runs, steps_of = [], {}
     for run in runs:
         where = expand(run.get("cells"))
         mine = [i for i, c in enumerate(where) if c in wanted]
         if mine:
             section_runs.append(run)
-            if first is None:
-                first, steps = run, mine
+            steps_of[id(run)] = mine
+    spe = int(item.params.get("steps_per_epoch", 1))
     n_expected = item.params.get("n_parameters")
+    complete = [r for r in section_runs if r.get("n_params") == n_expected
+                and len(steps_of[id(r)]) >= int(item.params.get("min_epochs", 1)) * spe]
+    released = released_loss(item, ctx)
+    originals = [r for r in complete if released is not None and same_curve(r, steps_of[id(r)], released)]
+    fixes = [r for r in complete if r not in originals]
+    first = fixes[-1] if fixes else complete[-1] if complete else (section_runs[0] if section_runs else None)
+    steps = steps_of.get(id(first), []) if first is not None else []
     others = [r for r in runs if r is not first and r.get("n_params") == n_expected
-              and int(r.get("steps", 0)) >= int(item.params.get("steps_per_epoch", 1))]
+              and int(r.get("steps", 0)) >= spe]
     last_count = expand(first.get("cells"))[steps[-1]] if first is not None else None
     return Observed(first, steps, others, section_runs, counts,
-                    index_of.get(last_count) if last_count is not None else None, last_count, errors)
+                    index_of.get(last_count) if last_count is not None else None, last_count, errors,
+                    originals=originals)
+
+
+def _saved_evidence(ctx: JudgeContext, obs: Observed):
+    """The judged training cell's outputs in the notebook as submitted (the student's own run)."""
+    from grader import saved_curves
+    if ctx.notebook_path is None or obs.train_cell_index is None:
+        return None
+    try:
+        cells = read_cells(ctx.notebook_path)
+        return saved_curves.evidence(cells[obs.train_cell_index].outputs)
+    except Exception:
+        return None
+
+
+_RELEASED: dict[tuple, list[float]] = {}
+
+
+def released_loss(item: Item, ctx: JudgeContext) -> list[float] | None:
+    """The released training's per-step losses on this machine, computed once per process."""
+    ref = item.params.get("reference_released")
+    if not ref:
+        return None
+    key = (ref, str(ctx.reference_dir))
+    if key not in _RELEASED:
+        _RELEASED[key] = list(resolve(ref, ctx.reference_dir)())
+    return _RELEASED[key]
+
+
+def same_curve(run: dict, steps: list[int], reference: list[float], rtol: float = 1e-3) -> bool:
+    """The run's recorded losses are the reference's, step for step (to the 5 digits recorded)."""
+    loss = run.get("loss") if type(run.get("loss")) is list else []
+    if len(steps) != len(reference):
+        return False
+    for i, want in zip(steps, reference):
+        got = loss[i] if i < len(loss) else None
+        if not isinstance(got, (int, float)) or abs(got - want) > rtol * max(abs(want), 1e-3):
+            return False
+    return True
 
 
 def _none_observed(item: Item, obs: Observed) -> str:
-    why = (f"Section {item.params.get('section')!r} did not train: the grader observed no optimizer step "
+    why = (f"Section {plain(item.params.get('section'), '')} did not train: the grader observed no optimizer step "
            f"in its cells")
     if obs.errors:
         why += f" (a cell there raised {obs.errors[0]})"
@@ -322,6 +381,10 @@ class Training:
         observed = (f"observed {det.steps} optimizer steps ({det.steps / spe:g} epochs of {spe} batches, "
                     f"{run.get('optimizer')}) in the section's cells")
         problems = self._unchanged(item, ctx, run, answer, det)
+        params = {**DETECTOR, **p.get("detector", {})}
+        # A measurement near the threshold goes to staff whatever else was found.
+        borderline = det.learning_epoch is not None and \
+            abs(det.worst_rise - params["rise"]) <= params["review_margin"] * params["rise"]
         data = {"plot": "training_curve", "title": item.title, "steps_per_epoch": spe,
                 "loss": _rounded(loss, int(p.get("curve_digits", 4))),
                 "spikes": [[a, b] for a, b, _ in det.spikes],
@@ -329,11 +392,13 @@ class Training:
                 "steps": det.steps, "epochs": det.epochs, "optimizer": run.get("optimizer"),
                 "worst_rise": round(det.worst_rise, 4), "runs_in_section": len(obs.section_runs)}
         if problems:
-            return result(item, [SubResult("all", 0.0, item.points, f"{observed}; " + "; ".join(problems))],
-                          data=data)
+            why = f"{observed}; " + "; ".join(problems)
+            if borderline:
+                why += (f"; the largest sustained rise, {det.worst_rise:.2f}, is also close to the threshold of "
+                        f"{params['rise']:g}: staff will look at the curve")
+            return result(item, [SubResult("all", 0.0, item.points, why)], review=borderline, data=data)
         review = False
         notes = []
-        params = {**DETECTOR, **p.get("detector", {})}
         if det.missing > 0.05 * max(det.steps, 1):
             return result(item, [SubResult("all", 0.0, item.points, f"{observed}, but the loss of {det.missing} "
                                             "training batches was not observed (the grader reads the value "
@@ -344,21 +409,37 @@ class Training:
                                             f"fell below {params['learned_below']:g}; the untrained loss is "
                                             f"ln 4 = 1.386), so it has no spikes but does not fix them either")],
                           data=data)
-        if abs(det.worst_rise - params["rise"]) <= params["review_margin"] * params["rise"]:
+        if borderline:
             review = True
             notes.append(f"borderline: the largest sustained rise is {det.worst_rise:.2f} against a threshold "
                          f"of {params['rise']:g}; staff will look at the curve")
         if len(obs.section_runs) > 1:
-            others = [r for r in obs.section_runs if r is not run]
-            verdicts = []
-            for r in others:
+            n_orig = sum(1 for r in obs.originals if r is not run)
+            notes.append(f"the notebook trains this model {len(obs.section_runs)} times from this section on; the "
+                         + ("judged run is the last one that is not the released training" if run not in obs.originals
+                            else "none differs from the released training, so the last one was judged")
+                         + (f" ({n_orig} identical to the released training: the 'before' of the extra credit)"
+                            if n_orig else ""))
+            # Two different fixes that disagree: a person decides which one the student meant.
+            candidates = [r for r in obs.section_runs if r is not run and r not in obs.originals
+                          and r.get("n_params") == p["n_parameters"]]
+            for r in candidates:
                 where = expand(r.get("cells"))
                 ls = r.get("loss") if type(r.get("loss")) is list else []
                 mine = [ls[i] if i < len(ls) else None for i, c in enumerate(where) if c in set(obs.cells)]
-                verdicts.append(detect(mine, spe, p.get("detector")).spiky)
-            if any(v != det.spiky for v in verdicts):
-                review = True
-                notes.append(f"the section trains {len(obs.section_runs)} times; the first run was judged")
+                if len(mine) >= int(p.get("min_epochs", 1)) * spe and detect(mine, spe, p.get("detector")).spiky != det.spiky:
+                    review = True
+                    notes.append("another complete training from this section on gets a different verdict; staff will look")
+                    break
+        saved = _saved_evidence(ctx, obs)
+        if saved is not None and saved.spiky != det.spiky:
+            review = True
+            shown = "its printed per-epoch losses" if saved.source == "printed" else "its plotted loss curve"
+            notes.append(f"the notebook as handed in (its own run, {shown}) looks "
+                         f"{'spiky' if saved.spiky else 'smooth'}, while the grader's run here is "
+                         f"{'spiky' if det.spiky else 'smooth'}; staff will compare them (the saved output earns "
+                         "no points: it is evidence for a person)")
+            data["saved_output"] = {"source": saved.source, "spiky": saved.spiky, "worst_rise": saved.worst_rise}
         if det.spiky:
             msg = (f"{observed}: the grader's own measurement of every training batch's loss still has "
                    f"{describe(det, spe)}. A spike here is a rise of the running median of "

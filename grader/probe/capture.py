@@ -75,6 +75,13 @@ class Captures:
             return
         ns = shell.user_ns
         source = str(getattr(getattr(result, "info", None), "raw_cell", "") or "")
+        # The cell's count as the notebook shows it: while a cell runs, IPython's counter
+        # already holds the next one.
+        count = getattr(result, "execution_count", None)
+        count = count if type(count) is int else self.execution_count()
+        for name in self._called_in_cell:
+            if name in self.how:
+                self.how[name]["execution_count"] = count
         for spec in self.specs:
             fn = ns.get(spec["call"])
             if callable(fn) and not getattr(fn, "_grader_capture", False):
@@ -84,7 +91,7 @@ class Captures:
             if calls and spec["name"] not in self._called_in_cell and fallback and ns.get(fallback) is not None:
                 self.objects[spec["name"]] = ns[fallback]
                 self.how[spec["name"]] = {"how": f"`{fallback}` at the end of the cell that calls {spec['call']}(...)",
-                                          "execution_count": self.execution_count()}
+                                          "execution_count": count}
 
 
 def install(specs: list[dict]) -> Captures:

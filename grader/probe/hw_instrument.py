@@ -63,6 +63,10 @@ class Instrument:
         self.recent: dict[int, tuple] = {}
         self.handles: list = []
         self.errors = 0
+        # Optimizers whose step is running: an optimizer subclass whose step calls
+        # super().step() fires the step hooks twice for one update; the inner call is not a step.
+        self.stepping: dict[int, int] = {}
+        self.cell_marks: dict[int, int] = {}    # run index -> its number of steps when the current cell began
 
     # -- hooks
 
@@ -72,6 +76,7 @@ class Instrument:
         return int(getattr(shell, "execution_count", -1) or -1)
 
     def on_backward(self, tensors) -> None:
+        self.stepping.clear()       # a step that raised never ran its post hook
         t = tensors[0] if isinstance(tensors, (list, tuple)) and len(tensors) == 1 else tensors
         if isinstance(t, self.torch.Tensor) and t.numel() == 1:
             with self.torch.no_grad():
@@ -85,6 +90,10 @@ class Instrument:
             self.recent[id(module)] = (module, x)
 
     def on_step(self, opt, args, kwargs) -> None:
+        depth = self.stepping.get(id(opt), 0)
+        self.stepping[id(opt)] = depth + 1
+        if depth:
+            return
         torch = self.torch
         run = self.by_opt.get(opt)
         if run is None:
@@ -97,24 +106,40 @@ class Instrument:
             run.model = self._find_model(run)
         if len(run.loss) >= MAX_STEPS:
             return
-        with torch.no_grad():
-            total = 0.0
-            for g in opt.param_groups:
-                for p in g["params"]:
-                    if p.grad is not None:
-                        total += float(p.grad.detach().double().square().sum())
+        total_norm = self._grad_norm(opt)
         x = self.recent.get(id(run.model))[1] if run.model is not None and id(run.model) in self.recent else None
         if run.first_input is None and x is not None and not run.loss and x.numel() <= 1_000_000:
             run.first_input = x.detach().clone()
         run.cells.append(self.execution_count())
         run.loss.append(self.pending_loss)
-        run.gnorm.append(math.sqrt(total))
+        run.gnorm.append(total_norm)
         lr = opt.param_groups[0].get("lr", math.nan) if opt.param_groups else math.nan
         run.lr.append(float(lr) if isinstance(lr, (int, float)) else math.nan)
         run.batch.append(fingerprint(torch, x) if x is not None else math.nan)
         run.dirty = True
         self.pending_loss = math.nan
         self.recent.clear()
+
+    def _grad_norm(self, opt) -> float:
+        total = 0.0
+        with self.torch.no_grad():
+            for g in opt.param_groups:
+                for p in g["params"]:
+                    if p.grad is not None:
+                        total += float(p.grad.detach().double().square().sum())
+        return math.sqrt(total)
+
+    def on_step_done(self, opt, args, kwargs) -> None:
+        depth = self.stepping.get(id(opt), 0)
+        if depth > 1:
+            self.stepping[id(opt)] = depth - 1
+            return
+        self.stepping.pop(id(opt), None)
+        # After the update the gradients are the ones it applied, after whatever an optimizer
+        # subclass's step did to them first (clipping, say).
+        run = self.by_opt.get(opt)
+        if run is not None and run.gnorm:
+            run.gnorm[-1] = self._grad_norm(opt)
 
     def _find_model(self, run: _Run):
         for module, _x in self.recent.values():
@@ -126,12 +151,24 @@ class Instrument:
                 return module
         return None
 
-    def on_cell_end(self, *_args) -> None:
-        count = self.execution_count()
+    def on_cell_start(self, *_args) -> None:
+        self.cell_marks = {run.index: len(run.cells) for run in self.runs}
+
+    def on_cell_end(self, result=None, *_args) -> None:
+        self.stepping.clear()
+        # The count the notebook shows for this cell is the result's: while a cell runs,
+        # IPython's own counter already holds the next one (IPython 9), so the steps taken in
+        # it are relabelled here.
+        count = getattr(result, "execution_count", None)
+        if type(count) is not int:
+            count = self.execution_count()
         for run in self.runs:
+            for i in range(self.cell_marks.get(run.index, 0), len(run.cells)):
+                run.cells[i] = count
             if run.dirty and run.n_params <= MAX_SNAPSHOT_PARAMS:
                 run.snapshots[count] = [p.detach().clone() for p in run.params]
             run.dirty = False
+        self.cell_marks = {}
         self.recent.clear()
 
     # -- the probe's side
@@ -248,7 +285,7 @@ def install() -> Instrument:
     import torch
     import torch.autograd
     from torch.nn.modules.module import register_module_forward_pre_hook
-    from torch.optim.optimizer import register_optimizer_step_pre_hook
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
     inst = Instrument(torch)
     original_backward = torch.autograd.backward
@@ -278,17 +315,32 @@ def install() -> Instrument:
             inst.errors += 1
         return None
 
+    def cell_start(*a):
+        try:
+            inst.on_cell_start(*a)
+        except Exception:
+            inst.errors += 1
+
     def cell_end(*a):
         try:
             inst.on_cell_end(*a)
         except Exception:
             inst.errors += 1
 
+    def step_done(opt, args, kwargs):
+        try:
+            inst.on_step_done(opt, args, kwargs)
+        except Exception:
+            inst.errors += 1
+        return None
+
     inst.handles.append(register_optimizer_step_pre_hook(step_hook))
+    inst.handles.append(register_optimizer_step_post_hook(step_done))
     inst.handles.append(register_module_forward_pre_hook(forward_hook))
     ip = sys.modules.get("IPython")
     shell = ip.get_ipython() if ip is not None else None
     if shell is not None:
+        shell.events.register("pre_run_cell", cell_start)
         shell.events.register("post_run_cell", cell_end)
     module = sys.modules.get(NAME)
     if module is not None:

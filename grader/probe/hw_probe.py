@@ -33,7 +33,14 @@ def _tb() -> str:
     """The current exception with the student's frames only (the probe's say nothing to them)."""
     etype, value, tb = sys.exc_info()
     frames = [f for f in traceback.extract_tb(tb) if not f.filename.startswith("/grader/probe/")
-              and "importlib" not in f.filename][-8:]
+              and "importlib" not in f.filename]
+    # Library frames (torch's module call wrappers) say nothing to a student: keep their own
+    # frames and the library frame that raised, named from the package on.
+    lib = [f for f in frames if "site-packages" in f.filename or "/lib/python" in f.filename]
+    frames = [f for f in frames if f not in lib or f is frames[-1]][-8:]
+    for f in frames:
+        if "site-packages/" in f.filename:
+            f.filename = f.filename.split("site-packages/", 1)[1]
     text = "".join(traceback.format_list(frames)) + "".join(traceback.format_exception_only(etype, value))
     if frames:
         text = "Traceback (most recent call last):\n" + text
@@ -245,8 +252,13 @@ def _lookup(name: str):
     ns = _namespace()
     first, *rest = name.split(".")
     captured = _captures()
+    spec = next((c for c in getattr(captured, "specs", []) if c["name"] == first), None)
     if captured is not None and first in captured.objects:
         obj = captured.objects[first]
+    elif spec is not None and first not in ns:
+        fallback = f", and `{spec['fallback']}` was not set" if spec.get("fallback") else ""
+        raise NameError(f"no trained model was found: nothing was passed to the notebook's "
+                        f"`{spec['call']}(...)`{fallback} at the end of the cell that calls it")
     elif first not in ns:
         raise NameError(f"`{first}` is not defined after the notebook ran")
     else:
@@ -429,6 +441,37 @@ def structure(action: dict, in_dir: str, out_dir: str) -> None:
         answer["construct_error"] = _tb()
         _finish(out_dir, item, answer, pack)
         return
+    extra = [tensors[f"extra{i}"] for i in range(int(action.get("n_extra", 0)))]
+    # The declared input first, then the rubric's alternative forms of it (letter indices for a
+    # one-hot input, say): the first the model runs on, with the expected output shape, is used.
+    candidates = [tensors["input"]] + [tensors[f"alt{i}"] for i in range(int(action.get("n_alt", 0)))]
+    want = action.get("output_shape")
+    used = 0
+    if len(candidates) > 1:
+        model.eval()
+        for k, cand in enumerate(candidates):
+            try:
+                with torch.no_grad():
+                    y = _leaves(model(cand.clone(), *[e.clone() for e in extra]))
+                if not want or (y and list(y[0].shape) == list(want)):
+                    used = k
+                    break
+            except Exception:
+                pass
+    answer["input_used"] = used
+    x = candidates[used].clone()
+    from torch.nn.parameter import is_lazy
+    if any(is_lazy(p) for p in model.parameters()):
+        # Lazy layers (nn.LazyLinear) get their shapes from a first forward pass.
+        try:
+            model.eval()
+            with torch.no_grad():
+                model(x.clone(), *[e.clone() for e in extra])
+            answer["materialized"] = True
+        except Exception:
+            answer["construct_error"] = _tb()
+            _finish(out_dir, item, answer, pack)
+            return
     seen = set()
     n_params = 0
     for p in model.parameters():
@@ -439,8 +482,11 @@ def structure(action: dict, in_dir: str, out_dir: str) -> None:
     counts: dict = {}
     for m in model.modules():
         for klass in type(m).__mro__:
-            if klass.__module__.startswith("torch.nn") or klass is type(m):
-                counts[klass.__name__] = counts.get(klass.__name__, 0) + 1
+            # By identity with the real torch.nn class of that name: a class of the notebook's
+            # own called GRU, or one that claims to live in torch.nn, is not one.
+            if getattr(torch.nn, _TYPE_NAME.__get__(klass, type), None) is klass:
+                name = _TYPE_NAME.__get__(klass, type)
+                counts[name] = counts.get(name, 0) + 1
     answer["modules"] = counts
 
     depth: dict = {}
@@ -466,8 +512,6 @@ def structure(action: dict, in_dir: str, out_dir: str) -> None:
                     keep.append(o)
             return out
 
-    x = tensors["input"].clone()
-    extra = [tensors[f"extra{i}"] for i in range(int(action.get("n_extra", 0)))]
     depth[id(x)] = 0
     attrs = {}
     for a in action.get("attributes", []):
@@ -491,7 +535,7 @@ def structure(action: dict, in_dir: str, out_dir: str) -> None:
         try:
             model.train()
             model.zero_grad()
-            y = model(tensors["input"].clone(), *[e.clone() for e in extra])
+            y = model(candidates[used].clone(), *[e.clone() for e in extra])
             y = _leaves(y)[0]
             (y.float().square().mean()).backward()
             answer["no_grad"] = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]

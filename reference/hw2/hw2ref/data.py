@@ -21,6 +21,7 @@ prints the folder holding ``train/`` and ``validation/`` (to be used as HW2_DATA
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -156,6 +157,37 @@ def heldout_tensors(seed: int, n_per_class: int = 150, size: int = 64) -> dict:
     pairs = heldout_images(n_per_class, size, seed)
     images = np.stack([np.asarray(img, dtype=np.uint8) for img, _ in pairs])
     return {"inputs": torch.from_numpy(images), "labels": torch.tensor([y for _, y in pairs], dtype=torch.int64)}
+
+
+@functools.lru_cache(maxsize=4)
+def _split_images(n_train_per_class: int, n_val_per_class: int, size: int, seed: int) -> tuple:
+    """The ``validation/`` images of make_cats_and_dogs(seed=...) in ImageFolder order (classes
+    alphabetical, files sorted), rendered again rather than read from disk."""
+    rng = np.random.default_rng(seed)
+    counts = {"train": n_train_per_class, "validation": n_val_per_class}
+    out = []
+    for split in SPLITS:
+        for label, _cls in enumerate(CLASSES):
+            for _ in range(counts[split]):
+                img = render_image(rng, label, size)
+                if split == "validation":
+                    out.append((np.asarray(img, dtype=np.uint8), label))
+    return tuple(out)
+
+
+def test_split_tensors(seed: int, n_train_per_class: int = 300, n_val_per_class: int = 150,
+                       size: int = 64, first: int | None = None, split_seed: int = 42) -> dict:
+    """The notebook's own ``test_dataset``: the part after the first ``first`` images (half by
+    default) of ``random_split(<validation/>, ..., generator=torch.Generator().manual_seed(42))``,
+    as the given code splits it; uint8 images (N, H, W, 3) for the student's own transform, and
+    their labels. ``seed`` is unused: the test set is the notebook's, not a fresh one."""
+    import torch
+    images = _split_images(n_train_per_class, n_val_per_class, size, RELEASE_SEED)
+    n = len(images)
+    first = n // 2 if first is None else first
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed)).tolist()[first:]
+    return {"inputs": torch.from_numpy(np.stack([images[i][0] for i in order])),
+            "labels": torch.tensor([images[i][1] for i in order], dtype=torch.int64)}
 
 
 def tree_digest(folder: Path) -> str:
