@@ -71,7 +71,7 @@ def student(template: str, answers: dict[str, str], insert: list[tuple[str, str]
         if nb.cells[i].source.count(old) != 1:
             raise SystemExit(f"make_corpus: {old!r} is not once in the cell of {anchor!r}")
         nb.cells[i].source = nb.cells[i].source.replace(old, new)
-    for after, source in reversed(list(insert)):
+    for after, source in insert:
         i = find(after)
         kind = nbformat.v4.new_markdown_cell if source.startswith("md:") else nbformat.v4.new_code_cell
         cell = kind(source[3:].strip("\n") if source.startswith("md:") else source.strip("\n"))
@@ -641,6 +641,188 @@ SEQ_FLAT_FIXED = student(SEQ, {}, replace=[
 ])
 
 
+# ============================================================== more of the course's habits (corpus, part 2)
+# A lazy layer (its input size is found on the first forward pass), and the written answer put
+# after a code cell of the student's own, below the untouched placeholder.
+LAZY_CNN_MODEL = GPU_CNN_MODEL.replace("        self.fc = nn.Linear(32, 2)", "        self.fc = nn.LazyLinear(2)")
+
+CNN_LAZY = student(CNN, {
+    "class CNN_Solution(nn.Module):": LAZY_CNN_MODEL,
+    "def get_loss_and_correct(model, batch, criterion, device):": LOSS_AND_STEP,
+    "criterion = None # TODO": GPU_CNN_SETUP.replace('device = torch.device("cuda:0")\nprint(torch.cuda.get_device_name(0))\n'
+                                                     'model = model.cuda()\ncriterion = criterion.cuda()',
+                                                     "device = 'cuda' if torch.cuda.is_available() else 'cpu'\n"
+                                                     "model = model.to(device)"),
+    "after:### Testing": TESTING,
+    "after:Pick a few intermediate representations": FEATURE_MAPS,
+    "Your answer here": FILTERS_ANSWER,
+}, insert=[
+    ("put your answer here", "gap = [t - v for t, v in zip(train_accuracies, validation_accuracies)]\n"
+                             "print('train - validation accuracy per epoch:', [round(g, 3) for g in gap])"),
+    ("train - validation accuracy per epoch", "md:" + OVERFIT_ANSWER),
+])
+
+# Planted mistake: the test accuracy is typed in, not computed (the examples are shown).
+HARD_CODED_TESTING = """
+# computed it on colab, it was around 95%
+print('Test accuracy: 0.95')
+imgs = [test_dataset[i][0] for i in range(4)]
+plt.figure(figsize=(8, 2))
+for k, img in enumerate(imgs):
+    plt.subplot(1, 4, k + 1)
+    show_normalized_image(img)
+plt.show()
+"""
+
+CNN_HARD_CODED = student(CNN, {
+    "class CNN_Solution(nn.Module):": GPU_CNN_MODEL,
+    "def get_loss_and_correct(model, batch, criterion, device):": LOSS_AND_STEP,
+    "criterion = None # TODO": GPU_CNN_SETUP.replace("N_EPOCHS = 20", "N_EPOCHS = 3"),
+    "put your answer here": OVERFIT_ANSWER,
+    "after:### Testing": HARD_CODED_TESTING,
+    "after:Pick a few intermediate representations": FEATURE_MAPS,
+    "Your answer here": FILTERS_ANSWER,
+})
+
+# VariableDelayGRUMemory.forward takes letter indices and embeds them (not one-hot input); its
+# own test_run matches, so the template's test passes.
+INDEX_MODEL = """
+class VariableDelayGRUMemory(torch.nn.Module):
+
+  def __init__(self, hidden_size, max_delay):
+    super().__init__()
+    self.max_delay = max_delay
+    self.embed = torch.nn.Embedding(N + 1, 32)
+    self.gru = torch.nn.GRU(32, hidden_size, batch_first=True)
+    self.heads = torch.nn.Linear(hidden_size, (max_delay + 1) * (N + 1))
+
+  def forward(self, x, delays):
+    # x holds letter indices (batch, seq length): the embedding does the one-hot for us
+    h, _ = self.gru(self.embed(x.long()))
+    out = self.heads(h).view(x.shape[0], x.shape[1], self.max_delay + 1, N + 1)
+    return out[torch.arange(x.shape[0]), :, delays.long()]
+
+  @torch.no_grad()
+  def test_run(self, s, delay):
+    x = torch.tensor([[ord(c) - ord('a') + 1 for c in s]])
+    pred = self.forward(x, torch.tensor([delay]))[0].argmax(-1)
+    return ''.join(' ' if i == 0 else chr(ord('a') + i - 1) for i in pred.tolist())
+"""
+
+INDEX_TRAINING = """
+import time
+start_time = time.time()
+
+MAX_DELAY = 8
+SEQ_LENGTH = 20
+
+# TODO: implement model training here.
+model = VariableDelayGRUMemory(hidden_size=128, max_delay=MAX_DELAY)
+optimizer = torch.optim.Adam(model.parameters(), lr=0.005)
+loader = torch.utils.data.DataLoader(VariableDelayEchoDataset(MAX_DELAY, SEQ_LENGTH, 150000), batch_size=128)
+for seq, delay, result in loader:
+    h, _ = model.gru(model.embed(seq))
+    out = model.heads(h).view(seq.shape[0], SEQ_LENGTH, MAX_DELAY + 1, N + 1)
+    targets = torch.stack([torch.cat([torch.zeros(seq.shape[0], d, dtype=torch.long), seq[:, :SEQ_LENGTH - d]], 1)
+                           for d in range(MAX_DELAY + 1)], dim=2)
+    loss = torch.nn.functional.cross_entropy(out.reshape(-1, N + 1), targets.reshape(-1))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+print('loss', loss.item())
+
+end_time = time.time()
+assert end_time - start_time < 600, 'executing took longer than 10 mins'
+assert test_variable_delay_model(model) > 0.99, 'accuracy is too low'
+print('tests passed')
+"""
+
+RNN_INDEX = student(RNN, {
+    "class GRUMemory(torch.nn.Module):": GRU_MEMORY,
+    "# TODO: initialize and train your model here.": FIXED_TRAINING,
+    "class VariableDelayGRUMemory(torch.nn.Module):": INDEX_MODEL,
+    "# TODO: implement model training here.": INDEX_TRAINING,
+})
+
+# Section 8 as two real copies laid it out: the original run kept first ("the original one"),
+# then `train` redefined to record gradient and weight norms (and clip when CLIP is set), the
+# original settings run again with the recording on (the "before"), the fix run from the same
+# seed (the "after"), and plots of both (the extra credit).
+SETUP_8 = """
+torch.manual_seed(1)
+difficulty = QRSU.DifficultyLevel.MODERATE
+batch_size = 32
+train_data_gen = QRSU.get_predefined_generator(difficulty, batch_size)
+test_data_gen = QRSU.get_predefined_generator(difficulty, batch_size)
+input_size = train_data_gen.n_symbols
+hidden_size = 12
+output_size = train_data_gen.n_classes
+model = SimpleLSTM(input_size, hidden_size, output_size)
+criterion = torch.nn.CrossEntropyLoss()
+"""
+
+FIX_AFTER_ORIGINAL = [
+    ("plot_state(X.cpu(), H_t", "md:## Fixing the spikes\n\nThe run above is the original one. Below, `train` records "
+                                "the gradient and weight norms at every step (and clips the gradient norm when `CLIP` is "
+                                "set); the original settings are run again with the recording on, then the fix: same "
+                                "seed, clipping at 0.25 and a smaller learning rate."),
+    ("## Fixing the spikes", """
+CLIP = None
+grad_norms, weight_norms = [], []
+
+def train(model, train_data_gen, criterion, optimizer, device):
+    model.train()
+    num_correct = 0
+    for batch_idx in range(len(train_data_gen)):
+        data, target = train_data_gen[batch_idx]
+        data, target = torch.from_numpy(data).float().to(device), torch.from_numpy(target).long().to(device)
+        output = model(data)[:, -1, :]
+        target = target.argmax(dim=1)
+        loss = criterion(output, target)
+        optimizer.zero_grad()
+        loss.backward()
+        grad_norms.append(sum(p.grad.norm() ** 2 for p in model.parameters()).sqrt().item())
+        if CLIP is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=CLIP)
+        optimizer.step()
+        weight_norms.append(sum(p.data.norm() ** 2 for p in model.parameters()).sqrt().item())
+        num_correct += (output.argmax(dim=1) == target).sum().item()
+    return num_correct, loss.item()
+"""),
+    ("grad_norms, weight_norms = [], []", "# before: the original settings, recorded" + SETUP_8 + """optimizer = torch.optim.RMSprop(model.parameters(), lr=0.001)
+max_epochs = 100
+model = train_and_test(model, train_data_gen, test_data_gen, criterion, optimizer, max_epochs, verbose=False)
+before = (grad_norms, weight_norms)
+grad_norms, weight_norms = [], []
+"""),
+    ("# before: the original settings", "# after: the fix" + SETUP_8 + """CLIP = 0.25
+optimizer = torch.optim.RMSprop(model.parameters(), lr=0.0005)
+max_epochs = 100
+model = train_and_test(model, train_data_gen, test_data_gen, criterion, optimizer, max_epochs, verbose=False)
+after = (grad_norms, weight_norms)
+"""),
+    ("# after: the fix", """
+for k, what in enumerate(['gradient norm per step (before clipping)', 'weight norm per step']):
+    plt.figure(figsize=(10, 3))
+    plt.plot(before[k], label='original')
+    plt.plot(after[k], label='fixed')
+    plt.title(what)
+    plt.legend()
+    plt.show()
+"""),
+]
+
+SEQ_FIX_AFTER = student(SEQ, {}, insert=FIX_AFTER_ORIGINAL)
+
+# Planted mistake: the fix also changes the seed (and the data generators' state with it).
+SEQ_SEED_CHANGED = student(SEQ, {}, replace=[
+    ("QRSU.DifficultyLevel.MODERATE", "torch.manual_seed(1)", "torch.manual_seed(42)"),
+    CLIP_IN_TRAIN,
+    ("QRSU.DifficultyLevel.MODERATE", "optimizer = torch.optim.RMSprop(model.parameters(), lr=0.001)",
+     "optimizer = torch.optim.RMSprop(model.parameters(), lr=0.0005)"),
+])
+
+
 # ============================================================== the cases
 def template(name: str) -> str:
     return (TEMPLATE / name).read_text()
@@ -672,6 +854,11 @@ CASES: dict[str, dict[str, str | None]] = {
     # Downloaded from Colab's "Save a copy in Drive": every notebook is "Copy of ...".
     "cn1010.zip": {"hw2_theory.pdf": None, f"Copy of {CNN}": CNN_GPU, f"Copy of {RNN}": RNN_SLOW,
                    f"Copy of {SEQ}": SEQ_FLAT_FIXED},
+    # Correct, written differently: a lazy layer, the answer below a code cell of their own, a
+    # variable-delay model whose forward takes indices, the original Section 8 run kept first.
+    "cv1011.zip": {"hw2_theory.pdf": None, CNN: CNN_LAZY, RNN: RNN_INDEX, SEQ: SEQ_FIX_AFTER},
+    # Planted mistakes: a typed-in test accuracy, a changed seed in Section 8.
+    "cw1012.zip": {"hw2_theory.pdf": None, CNN: CNN_HARD_CODED, RNN: RNN_TQDM, SEQ: SEQ_SEED_CHANGED},
 }
 
 
