@@ -158,7 +158,7 @@ class Structure:
         spec = specs[used] if 0 <= used < len(specs) else p["input"]
         shown = _describe_input(spec)
         if used:
-            rows.append(("input_form", Verdict(True, f"note: `{t}` takes {shown} instead of {_describe_input(p['input']).replace('a one-hot', 'the one-hot', 1)} "
+            rows.append(("input_form", Verdict(True, f"note: `{t}` takes {shown} instead of {_describe_input(p['input'], definite=True)} "
                                                      f"described; it is checked on that form")))
         if "forward_error" in d:
             why = f"`{t}` raised an exception on {shown}:\n{trim(d['forward_error'])}"
@@ -205,12 +205,14 @@ class Structure:
         return rows
 
 
-def _describe_input(spec: dict) -> str:
+def _describe_input(spec: dict, definite: bool = False) -> str:
     """How the student reads an input spec: its full shape and what it holds."""
     shape = list(spec["tensor"])
     dist = spec.get("dist", "normal")
     if dist == "onehot":
-        return f"a one-hot input of shape {tuple(shape + [int(spec.get('classes', spec.get('high')))])}"
-    if dist in ("randint", "arange"):
-        return f"an integer input of shape {tuple(shape)}"
-    return f"an input of shape {tuple(shape)}"
+        article, what, shape = "a", "one-hot input", shape + [int(spec.get("classes", spec.get("high")))]
+    elif dist in ("randint", "arange"):
+        article, what = "an", "integer input"
+    else:
+        article, what = "an", "input"
+    return f"{'the' if definite else article} {what} of shape {tuple(shape)}"

@@ -301,38 +301,18 @@ def install() -> Instrument:
     backward.__doc__ = original_backward.__doc__
     torch.autograd.backward = backward
 
-    def step_hook(opt, args, kwargs):
-        try:
-            inst.on_step(opt, args, kwargs)
-        except Exception:
-            inst.errors += 1
-        return None
+    def guarded(method):
+        """A hook that never lets the instrument's own failure reach the student's code."""
+        def hook(*args):
+            try:
+                method(*args)
+            except Exception:
+                inst.errors += 1
+            return None            # a forward pre-hook that returns None leaves the input as it is
+        return hook
 
-    def forward_hook(module, args):
-        try:
-            inst.on_forward(module, args)
-        except Exception:
-            inst.errors += 1
-        return None
-
-    def cell_start(*a):
-        try:
-            inst.on_cell_start(*a)
-        except Exception:
-            inst.errors += 1
-
-    def cell_end(*a):
-        try:
-            inst.on_cell_end(*a)
-        except Exception:
-            inst.errors += 1
-
-    def step_done(opt, args, kwargs):
-        try:
-            inst.on_step_done(opt, args, kwargs)
-        except Exception:
-            inst.errors += 1
-        return None
+    step_hook, step_done, forward_hook = guarded(inst.on_step), guarded(inst.on_step_done), guarded(inst.on_forward)
+    cell_start, cell_end = guarded(inst.on_cell_start), guarded(inst.on_cell_end)
 
     inst.handles.append(register_optimizer_step_pre_hook(step_hook))
     inst.handles.append(register_optimizer_step_post_hook(step_done))
