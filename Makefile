@@ -26,7 +26,7 @@ system-deps:
 setup: system-deps $(BIN)/grader
 
 grade: setup
-	$(BIN)/grader grade sample_submissions --out $(OUT)
+	$(BIN)/grader grade sample_submissions --tables sample_tables --out $(OUT)
 
 test: setup
 	$(BIN)/python -m pytest

@@ -22,7 +22,7 @@ from grader.record import to_jsonable, write_atomic
 
 GRADER = Path(__file__).resolve().parent
 # Changing how notebooks run or how the probe answers must invalidate cached runs.
-CODE_FILES = ("execute.py", "sandbox.py", "colab.py", "cache.py", "environment.py", "devices.py")
+CODE_FILES = ("execute.py", "selfcheck.py", "sandbox.py", "colab.py", "cache.py", "environment.py", "devices.py")
 CACHEABLE = ("completed", "errors")   # a timeout or a dead kernel may depend on the machine's load
 # The time limits are not part of the key: a run that completed within them is reused under
 # other limits as long as every cell and the whole notebook took less (see _fits).
@@ -61,6 +61,17 @@ def _load_run(data: dict) -> NotebookRun:
     return NotebookRun(**data)
 
 
+def reusable(run: NotebookRun, probe: ProbeRequest | None) -> bool:
+    """A run stands for another only if the notebook ran to its end and, when a probe was asked
+    for, the probe finished too: a probe that timed out, died or was not run may owe that to the
+    machine's load, and reusing it would hand the next identical notebook the same failure."""
+    if run.status not in CACHEABLE:
+        return False
+    if probe is None:
+        return run.probe is None or run.probe.status == "ok"
+    return run.probe is not None and run.probe.status == "ok"
+
+
 def _fits(run: NotebookRun, settings: ExecSettings) -> bool:
     """A stored run stands for a run under ``settings`` only if no limit of theirs would have cut it."""
     return (all(c.seconds < settings.cell_timeout_s for c in run.cells)
@@ -89,6 +100,9 @@ def cached_execute(cache_dir: Path | None, nb_path: Path, workdir: Path, setting
             run = _load_run(json.loads(meta.read_text()))
         except (OSError, ValueError, TypeError, KeyError):
             shutil.rmtree(entry, ignore_errors=True)
+    if run is not None and not reusable(run, probe):
+        shutil.rmtree(entry, ignore_errors=True)     # never stored so now: the entry is not trusted
+        run = None
     if run is not None and _fits(run, settings):
         try:
             run.limits = {**run.limits, **time_limit_entries(settings)}
@@ -103,7 +117,7 @@ def cached_execute(cache_dir: Path | None, nb_path: Path, workdir: Path, setting
         except OSError:
             pass
     run = execute(nb_path, workdir, settings, env=env, ro_mounts=mounts, probe=probe, **extra)
-    if run.status in CACHEABLE:
+    if reusable(run, probe):
         tmp = entry.with_name(entry.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)

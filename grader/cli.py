@@ -8,42 +8,84 @@ import time
 from pathlib import Path
 
 from grader import record as records_io
-from grader.batch import find_submissions, grade_batch, write_outputs
+from grader.batch import DUPLICATE, duplicate_groups, flag_duplicates, grade_batch, survey, write_outputs
 from grader.checks import KINDS, JudgeContext
 from grader.checks.base import ItemResult
 from grader.record import to_jsonable
 from grader.rubric import RubricError, load_rubric
 from grader.runner import GradeSettings
 from grader.score import Penalty, score
-from grader.tables import TableError, load_extensions, load_staff_scores, load_times
+from grader.tables import (TABLES, TableError, load_extensions, load_staff_scores, load_times, named_tables,
+                           tables_line)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUBRIC = REPO / "rubrics" / "hw2.toml"
 DEFAULT_SUBMISSIONS = REPO / "sample_submissions"
+DEFAULT_TABLES = REPO / "sample_tables"      # the bundled samples' tables, used when grading them by default
 
 
-def _optional_table(explicit: Path | None, folder: Path, name: str) -> Path | None:
-    if explicit is not None:
-        return explicit
-    candidate = folder / name
-    return candidate if candidate.is_file() else None
+def _shown(name: str) -> str:
+    return name if name.isprintable() else ascii(name)
+
+
+def _tables_for(args: argparse.Namespace, submissions: Path | None, beside: Path,
+                bundled: bool) -> dict[str, Path | None]:
+    """The tables staff named (flags, then ``--tables DIR``); ``submissions`` is the folder
+    being graded (None for one zip): a table inside it is refused. Files with the standard
+    names beside the zips that were not named are ignored, with a warning."""
+    folder = args.tables
+    files = {"times": args.times, "extensions": args.extensions, "staff_scores": args.staff_scores}
+    if folder is None and bundled and not any(files.values()):
+        folder = DEFAULT_TABLES
+    paths = named_tables(files, folder)
+    if submissions is not None:
+        inside = submissions.resolve()
+        for given in [folder, *paths.values()]:
+            if given is not None and given.resolve().is_relative_to(inside):
+                raise TableError(f"{given} is inside the submissions folder {submissions}, where anything a "
+                                 "student uploads can land; keep the course's tables in a folder of their own "
+                                 "and name it with --tables DIR (or name each file with --times, --extensions, "
+                                 "--staff-scores)")
+    if folder is not None and not any((folder / standard).is_file() for standard, _ in TABLES.values()):
+        print(f"grader: warning: the tables folder {folder} holds none of "
+              + ", ".join(standard for standard, _ in TABLES.values()), file=sys.stderr)
+    used = {p.resolve() for p in paths.values() if p is not None}
+    for standard, _ in TABLES.values():
+        stray = beside / standard
+        if stray.is_file() and stray.resolve() not in used:
+            print(f"grader: warning: {stray} is beside the submissions and was ignored: tables are read only "
+                  "from what staff name (--tables DIR, --times, --extensions, --staff-scores)", file=sys.stderr)
+    return paths
+
+
+def _report_skipped(folder: Path, skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    standard = {name for name, _ in TABLES.values()}
+    shown = [(n, why) for n, why in skipped if n not in standard]   # those have their own warning
+    if shown:
+        listed = ", ".join(f"{_shown(n)} ({why})" for n, why in shown[:20])
+        more = f" and {len(shown) - 20} more" if len(shown) > 20 else ""
+        verb = "is not a submission and was" if len(shown) == 1 else "are not submissions and were"
+        print(f"grader: warning: {len(shown)} entr{'y' if len(shown) == 1 else 'ies'} in {folder} {verb} "
+              f"not graded: {listed}{more}", file=sys.stderr)
+    return shown
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
     rubric = load_rubric(args.rubric)
-    target: Path = args.submissions
+    bundled = args.submissions is None
+    target: Path = DEFAULT_SUBMISSIONS if bundled else args.submissions
     if not target.exists():
         print(f"grader: {target} does not exist; give a folder of zips or one zip", file=sys.stderr)
         return 2
     folder = target if target.is_dir() else target.parent
-    zips = find_submissions(target) if target.is_dir() else [target]
+    zips, skipped = survey(target) if target.is_dir() else ([target], [])
+    paths = _tables_for(args, target if target.is_dir() else None, folder, bundled)
+    not_graded = _report_skipped(target, skipped)
     if not zips:
         print(f"grader: no submissions found in {target}", file=sys.stderr)
         return 2
-    times_path = _optional_table(args.times, folder, "submission_times.csv")
-    ext_path = _optional_table(args.extensions, folder, "extensions.csv")
-    staff_path = _optional_table(args.staff_scores, folder, "staff_scores.csv")
     staff_ids = {i.id for i in rubric.items if i.kind == "staff"}
+    times_path, ext_path, staff_path = paths["times"], paths["extensions"], paths["staff_scores"]
     settings = GradeSettings(
         work_dir=args.out / "work", cache_dir=args.out / "cache",
         times=load_times(times_path) if times_path else {},
@@ -51,8 +93,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
         staff_scores=load_staff_scores(staff_path, staff_ids) if staff_path else {},
         cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout, keep_work=args.keep_work,
         device=args.device)
+    print(f"grader: tables: {tables_line(paths)}", file=sys.stderr)
     if times_path is None:
-        print("grader: warning: no submission_times.csv; zip modification times will be used", file=sys.stderr)
+        print("grader: warning: no submission times table (--times or --tables DIR); zip modification "
+              "times will be used", file=sys.stderr)
 
     if not sandbox_works(rubric, "grade", settings):
         return 2
@@ -70,9 +114,21 @@ def cmd_grade(args: argparse.Namespace) -> int:
         counts[r.status] = counts.get(r.status, 0) + 1
     print(f"graded {len(recs)} submission(s) in {time.monotonic() - started:.1f} s: "
           + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    print(f"tables:   {tables_line(paths)}")
+    _print_duplicates(recs)
+    if not_graded:
+        print(f"not graded: {len(not_graded)} other entr{'y' if len(not_graded) == 1 else 'ies'} of {target} "
+              "(listed in the warnings above)")
     print(f"grades:   {args.out / 'grades.csv'}")
     print(f"feedback: {args.out / 'feedback'}/")
     return 0
+
+
+def _print_duplicates(recs) -> None:
+    for net_id, group in duplicate_groups(recs).items():
+        print(f"duplicate: {len(group)} zips resolve to net_id {_shown(net_id)}: "
+              + ", ".join(repr(r.zip_name) for r in group)
+              + f"; each is graded and has its own row (review column: {DUPLICATE}); staff decide which counts")
 
 
 def sandbox_works(rubric, verb: str, settings: GradeSettings) -> bool:
@@ -126,9 +182,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not paths:
         print(f"grader: no records in {args.out / 'records'}; run 'grader grade' first", file=sys.stderr)
         return 2
-    staff = load_staff_scores(args.staff_scores, {i.id for i in rubric.items if i.kind == "staff"}) \
-        if args.staff_scores else {}
-    recs = []
+    staff_path = named_tables({"staff_scores": args.staff_scores}, args.tables)["staff_scores"]
+    staff = load_staff_scores(staff_path, {i.id for i in rubric.items if i.kind == "staff"}) \
+        if staff_path else {}
+    done = []
     for p in paths:
         rec = records_io.load(p)
         if rec.rubric.get("digest") != rubric.digest:
@@ -137,9 +194,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         if staff:
             rec = rescore(rubric, rec, staff.get(rec.net_id, {}))
             records_io.save(rec, p)
-        recs.append(rec)
+        done.append((rec, p))
+    for rec in flag_duplicates([r for r, _ in done]):
+        records_io.save(rec, next(p for r, p in done if r is rec))
+    recs = [r for r, _ in done]
     write_outputs(rubric, recs, args.out)
-    print(f"rebuilt {args.out / 'grades.csv'} and {len(recs)} feedback report(s)")
+    print(f"rebuilt {args.out / 'grades.csv'} and {len(recs)} feedback report(s); "
+          f"staff scores {staff_path or 'none'}")
+    _print_duplicates(recs)
     return 0
 
 
@@ -207,14 +269,27 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="grader", description="Sandboxed auto-grader for notebook homework.")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("grade", help="grade a folder of net_id.zip files (default: the bundled samples)")
-    g.add_argument("submissions", nargs="?", type=Path, default=DEFAULT_SUBMISSIONS,
-                   help="folder of zips, or one zip (default: %(default)s)")
+    g = sub.add_parser(
+        "grade", help="grade a folder of net_id.zip files (default: the bundled samples)",
+        description="Grade a folder of net_id.zip files, or one zip. Submission times, extensions and staff "
+                    "scores are read only from tables staff name: --tables DIR (a course folder holding "
+                    "submission_times.csv, extensions.csv and/or staff_scores.csv) or one flag per file, "
+                    "which wins over the folder's file. Tables are never read from the submissions folder: "
+                    "files of those names beside the zips are ignored with a warning, and a table inside "
+                    "the submissions folder is refused. The summary at the end names the tables used.")
+    g.add_argument("submissions", nargs="?", type=Path, default=None,
+                   help=f"folder of zips, or one zip (default: {DEFAULT_SUBMISSIONS}, with --tables {DEFAULT_TABLES})")
     g.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC, help="rubric TOML (default: %(default)s)")
     g.add_argument("--out", type=Path, default=Path("grading-output"), help="output folder (default: %(default)s)")
-    g.add_argument("--times", type=Path, help="CSV net_id,submitted_at (default: submission_times.csv beside the zips)")
-    g.add_argument("--extensions", type=Path, help="CSV net_id,extension_hours (default: extensions.csv beside the zips)")
-    g.add_argument("--staff-scores", type=Path, help="CSV net_id,<staff item ids>... (default: staff_scores.csv beside the zips)")
+    g.add_argument("--tables", type=Path, metavar="DIR",
+                   help="course tables folder: its submission_times.csv, extensions.csv and staff_scores.csv "
+                        "are used, each one that exists (default: none)")
+    g.add_argument("--times", type=Path, help="CSV net_id,submitted_at (default: DIR/submission_times.csv of "
+                   "--tables, else none: zip modification times)")
+    g.add_argument("--extensions", type=Path, help="CSV net_id,extension_hours (default: DIR/extensions.csv of "
+                   "--tables, else none)")
+    g.add_argument("--staff-scores", type=Path, help="CSV net_id,<staff item ids>... (default: "
+                   "DIR/staff_scores.csv of --tables, else none: staff items pending)")
     g.add_argument("--cell-timeout", type=float, help="override the rubric's per-cell timeout (seconds)")
     g.add_argument("--notebook-timeout", type=float, help="override the rubric's per-notebook wall-clock limit (seconds)")
     g.add_argument("--device", default="auto", help="where student kernels run: auto (a GPU when the machine has "
@@ -238,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="rebuild grades.csv and feedback from records, merging staff scores")
     r.add_argument("--out", type=Path, default=Path("grading-output"))
     r.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
-    r.add_argument("--staff-scores", type=Path, help="CSV net_id,<staff item ids>...")
+    r.add_argument("--tables", type=Path, metavar="DIR", help="course tables folder: its staff_scores.csv is merged")
+    r.add_argument("--staff-scores", type=Path, help="CSV net_id,<staff item ids>... (wins over --tables)")
     r.set_defaults(func=cmd_report)
     return ap
 

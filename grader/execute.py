@@ -1,6 +1,7 @@
 """Execute one student notebook in the sandbox, cell by cell, and report what happened."""
 from __future__ import annotations
 
+import ast
 import asyncio
 import atexit
 import collections
@@ -20,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import zmq
+import zmq.utils.monitor
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
@@ -30,6 +34,7 @@ from grader.devices import kernel_env
 from grader.environment import install_code
 from grader.sandbox import (KERNEL_NAME, PROBE_MOUNT, Sandbox,
                             SandboxError, find_tool)
+from grader.selfcheck import failed_self_check
 
 __all__ = ["ExecSettings", "CellResult", "ProbeRequest", "ProbeResult", "NotebookRun",
            "SandboxError", "execute_notebook", "preflight", "read_notebook"]
@@ -41,8 +46,22 @@ TEXT_CELLS_BUDGET = 50               # text kept from one notebook: this many ce
 MAX_KEPT_TRACEBACKS = 20             # error cells whose traceback goes into the record
 DISK_POLL_S = 0.1
 MAX_TRACEBACK_LINES = 200
-PROBE_OUT_MAX_BYTES = 20 << 20
+# All the probe's answers of one notebook (a training's weights before every step: up to 128 MB).
+PROBE_OUT_MAX_BYTES = 256 << 20
 HIDDEN_CELLS_S = 300                 # kernel start, sandbox check, environment and prelude, at most
+# What the kernel sends the grader: the default size of one message (frame), checked by ZMQ
+# before it is read (rubric: execution.max_message_mb); the grader's own memory the messages
+# of one notebook may take, watched; kept outputs.
+MAX_MESSAGE_MB = 32
+GRADER_MEMORY_MB = 512
+MEMORY_POLL_S = 0.01
+CLIENT_RCVHWM = 4                    # messages queued per socket before the kernel must wait
+MAX_OUTPUTS = 10_000                 # outputs kept from one notebook
+MAX_OUTPUTS_PER_CELL = 1000
+MAX_ERRORS_PER_CELL = 3
+MAX_MIME_KEYS = 20
+MAX_METADATA_CHARS = 10_000
+MAX_REPLY_CHUNKS = 2000             # traceback chunks of an execute reply that are read
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -61,8 +80,11 @@ class ExecSettings:
     disk_mb: int = 2048                  # work folder + probe output, polled; the kernel is killed beyond
     max_files: int = 20000
     interrupt_grace_s: float = 30        # a cell at its limit is interrupted; killed if it is still running after this
+    max_message_mb: int = MAX_MESSAGE_MB  # a larger message from the kernel is a protocol violation
+    grader_memory_mb: int = GRADER_MEMORY_MB  # the grader's memory the kernel's messages may take
     device: str = "cpu"                  # "cpu" (GPU code runs on the CPU) or "cuda:N" (grader/devices.py)
     gpu_nodes: tuple[str, ...] = ()      # /dev nodes the kernel gets with its GPU
+    threads: int = 1                     # CPU cores of the kernel (cgroup cpu quota); the rubric's execution.threads
     limits_why: str = ""                 # how cell_timeout_s and notebook_timeout_s were set (grader/limits.py)
 
 
@@ -74,6 +96,9 @@ class CellResult:
     error_name: str | None = None
     error_value: str | None = None
     traceback: str | None = None
+    # "assert" | "gradcheck": the error was the notebook's own failed self-check, read by the
+    # grader from the traceback's failing line in its copy of the cell (grader/selfcheck.py)
+    self_check: str | None = None
 
 
 @dataclass
@@ -92,6 +117,7 @@ class ProbeResult:
 
 @dataclass
 class NotebookRun:
+    # completed | errors | timeout | kernel_died | protocol_violation | sandbox_failed | invalid
     status: str
     message: str
     first_error_cell: int | None
@@ -143,22 +169,126 @@ def _source(cell: nbformat.NotebookNode) -> str:
 
 
 class _BoundedClient(NotebookClient):
-    """NotebookClient that keeps each cell's outputs small while they arrive.
+    """NotebookClient that keeps what the kernel sends small, in transit and once kept.
 
-    Stream text beyond half the budget goes to a rolling tail so the end of a long
-    log (usually the interesting part) survives; images beyond a count are dropped.
+    In transit: the client's sockets drop any message frame larger than ``max_message_bytes``
+    before reading it (ZMQ's maximum message size; the connection to the kernel goes with it,
+    which the socket monitors see), queue few messages, and a thread watches the grader's own
+    memory (a message may have any number of frames below the limit). Either ends the run as a
+    protocol violation: ``violation`` says why, and ``kill`` stops the kernel.
+
+    Kept: every message is rebuilt from the fields the grader uses, each of bounded size;
+    stream text beyond half the budget goes to a rolling tail so the end of a long log (usually
+    the interesting part) survives; images beyond a count are dropped; widget messages are not
+    kept at all.
     """
 
     def __init__(self, nb: nbformat.NotebookNode, km: AsyncKernelManager, max_chars: int,
-                 grace_s: float = 30.0, **kw: Any) -> None:
+                 grace_s: float = 30.0, max_message_bytes: int = MAX_MESSAGE_MB << 20,
+                 memory_budget_bytes: int = GRADER_MEMORY_MB << 20, **kw: Any) -> None:
+        kw.setdefault("store_widget_state", False)
         super().__init__(nb, km=km, **kw)
         self._max_chars = max(max_chars, 200)
         # Budgets for the whole notebook, so many cells of floods stay small too.
         self._text_left = self._max_chars * TEXT_CELLS_BUDGET
         self._image_chars_left = MAX_IMAGE_CHARS_TOTAL
+        self._outputs_left = MAX_OUTPUTS
         self.grace_s = grace_s
         self.interrupted = False        # the current cell reached its limit (set by _async_handle_timeout)
+        self.max_message_bytes = int(max_message_bytes)
+        self.memory_budget_bytes = int(memory_budget_bytes)
+        self.violation = ""             # why the kernel broke the limits on its messages
+        self.violation_cell: int | None = None
+        self._violation_lock = threading.Lock()
+        self.current_index: int | None = None   # the notebook cell running now (set by the caller)
+        self.kill: Any = None           # stops the kernel (set by the caller)
+        self._guard_tasks: list[asyncio.Future] = []
+        self._monitored: list[Any] = []
+        self._memory_stop = threading.Event()
+        # The manager's own control socket (interrupts, shutdown) and the client's sockets.
+        _limit_context(km.context, self.max_message_bytes)
+        km.client_factory = _limited_client_class(self.max_message_bytes)
         self.begin_cell()
+
+    # -- the limits in transit
+
+    async def async_start_new_kernel_client(self) -> Any:
+        kc = await super().async_start_new_kernel_client()
+        self._start_guard()
+        return kc
+
+    def _start_guard(self) -> None:
+        kc = self.kc
+        assert kc is not None
+        for name in ("shell", "iopub", "stdin", "control"):
+            sock = getattr(getattr(kc, f"{name}_channel", None), "socket", None)
+            if sock is None:
+                continue
+            monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            self._monitored.append((sock, monitor))
+            self._guard_tasks.append(asyncio.ensure_future(self._watch_socket(name, monitor)))
+        baseline = _rss_bytes()
+        if baseline is not None:
+            threading.Thread(target=self._watch_memory, args=(baseline,), daemon=True,
+                             name="grader-message-memory").start()
+
+    async def _watch_socket(self, channel: str, monitor: Any) -> None:
+        """A connection the grader's side dropped while the kernel lives: ZMQ closes it on a
+        frame beyond the maximum size (or one that breaks the wire protocol)."""
+        assert self.km is not None
+        try:
+            while True:
+                event = zmq.utils.monitor.parse_monitor_message(await monitor.recv_multipart())
+                if event.get("event") != zmq.EVENT_DISCONNECTED:
+                    continue
+                cell = self.current_index
+                # A kernel that exits closes its connections too; it is not alive a moment later.
+                await asyncio.sleep(1.0)
+                if await self.km.is_alive() and self._violated(
+                        f"the notebook sent a message larger than {_mb(self.max_message_bytes)} to the "
+                        f"grader (on the kernel's {channel} channel)", cell):
+                    await asyncio.to_thread(self._stop_kernel)
+                return
+        except (asyncio.CancelledError, zmq.ZMQError):
+            return
+
+    def _watch_memory(self, baseline: int) -> None:
+        while not self._memory_stop.wait(MEMORY_POLL_S):
+            rss = _rss_bytes()
+            if rss is not None and rss - baseline > self.memory_budget_bytes:
+                if self._violated(f"the notebook's messages took more than {_mb(self.memory_budget_bytes)} "
+                                  "of the grader's memory", self.current_index):
+                    self._stop_kernel()
+                return
+
+    def _violated(self, why: str, cell: int | None) -> bool:
+        """Record the first violation; True if this was it."""
+        with self._violation_lock:
+            if self.violation:
+                return False
+            self.violation, self.violation_cell = why, cell
+            return True
+
+    def _stop_kernel(self) -> None:
+        if self.kill is not None:
+            try:
+                self.kill()
+            except Exception:
+                pass
+
+    def stop_guard(self) -> None:
+        self._memory_stop.set()
+        for task in self._guard_tasks:
+            task.cancel()
+        for sock, monitor in self._monitored:
+            try:
+                sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            monitor.close(linger=0)
+        self._guard_tasks, self._monitored = [], []
+
+    # -- what is kept
 
     async def _async_handle_timeout(self, timeout: int, cell: nbformat.NotebookNode | None = None) -> dict | None:
         """At the limit, interrupt the cell (KeyboardInterrupt in the kernel) and wait up to
@@ -188,12 +318,68 @@ class _BoundedClient(NotebookClient):
         self._images = 0
         self._dropped_images = 0
         self._dropped_chars = 0
+        self._outputs = 0
+        self._errors = 0
         self._tail: collections.deque[tuple[str, str]] = collections.deque()
         self._tail_chars = 0
+
+    def process_message(self, msg: dict, cell: nbformat.NotebookNode, cell_index: int) -> Any:
+        clean = _clean_message(msg)
+        if clean is None:
+            return None
+        return super().process_message(clean, cell, cell_index)
+
+    def handle_comm_msg(self, outs: list, msg: dict, cell_index: int) -> None:
+        return None                     # widget state and widget outputs are not kept
+
+    def _update_display_id(self, display_id: str, msg: dict) -> None:
+        if display_id not in self._display_id_map:
+            return
+        data = self._keep_data(msg["content"].get("data", {}))
+        if data is not None:
+            super()._update_display_id(display_id, {**msg, "content": {**msg["content"], "data": data}})
+
+    def _keep_data(self, data: dict) -> dict | None:
+        """A mime bundle within the per-cell and per-notebook budgets (charged here), or None."""
+        data = dict(data)
+        images = [k for k in data if k.startswith("image/")]
+        if images:
+            if not all(isinstance(data[k], str) for k in images):
+                self._dropped_images += 1
+                return None
+            size = sum(len(data[k]) for k in images)
+            if (self._images >= MAX_IMAGES_PER_CELL or size > self._image_chars_left
+                    or any(len(data[k]) > MAX_IMAGE_CHARS for k in images)):
+                self._dropped_images += 1
+                return None
+            self._images += 1
+            self._image_chars_left -= size
+        for key in [k for k in data if not k.startswith("image/")]:
+            value = data[key]
+            if not isinstance(value, str):
+                size = _json_size(value)
+                if size > self._max_chars or self._text_left <= 0:
+                    del data[key]           # a JSON value is kept whole or not at all
+                    self._dropped_chars += size
+                else:
+                    self._text_left -= size
+                continue
+            if self._text_left <= 0:
+                del data[key]
+                self._dropped_chars += len(value)
+                continue
+            if len(value) > self._max_chars:
+                data[key] = value[: self._max_chars] + "\n[output truncated]"
+                self._dropped_chars += len(value) - self._max_chars
+            self._text_left -= len(data[key])
+        return data or None
 
     def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int) -> Any:
         msg_type = msg["msg_type"]
         content = msg.get("content", {})
+        if self._outputs >= MAX_OUTPUTS_PER_CELL or self._outputs_left <= 0:
+            self._dropped_chars += len(content.get("text", "")) if msg_type == "stream" else 0
+            return None
         if msg_type == "stream":
             text = str(content.get("text", ""))
             if self._text_left <= 0:
@@ -210,36 +396,22 @@ class _BoundedClient(NotebookClient):
             self._text_left -= len(text)
             msg = {**msg, "content": {**content, "text": text}}
         elif msg_type in ("display_data", "execute_result"):
-            data = dict(content.get("data", {}))
-            images = [k for k in data if k.startswith("image/")]
-            if images:
-                size = sum(len(str(data[k])) for k in images)
-                if (self._images >= MAX_IMAGES_PER_CELL or size > self._image_chars_left
-                        or any(len(str(data[k])) > MAX_IMAGE_CHARS for k in images)):
-                    self._dropped_images += 1
-                    return None
-                self._images += 1
-                self._image_chars_left -= size
-            if self._text_left <= 0:
-                self._dropped_chars += sum(len(str(v)) for k, v in data.items() if not k.startswith("image/"))
-                data = {k: v for k, v in data.items() if k.startswith("image/")}
-                if not data:
-                    return None
-            for key, value in data.items():
-                if not key.startswith("image/") and isinstance(value, str) and len(value) > self._max_chars:
-                    data[key] = value[: self._max_chars] + "\n[output truncated]"
-                    self._dropped_chars += len(value) - self._max_chars
-                if not key.startswith("image/"):
-                    self._text_left -= len(str(data[key]))
+            data = self._keep_data(content.get("data", {}))
+            if data is None:
+                return None
             msg = {**msg, "content": {**content, "data": data}}
         elif msg_type == "error":
-            tb = list(content.get("traceback", []))
-            if len(tb) > MAX_TRACEBACK_LINES:
-                tb = tb[:20] + ["..."] + tb[-(MAX_TRACEBACK_LINES - 21):]
-            tb = [line[:5000] for line in tb]
-            msg = {**msg, "content": {**content, "traceback": tb,
-                                      "evalue": str(content.get("evalue", ""))[:5000]}}
-        return super().output(outs, msg, display_id, cell_index)
+            self._errors += 1
+            size = sum(len(line) for line in content.get("traceback", [])) + len(content.get("evalue", ""))
+            if self._errors > MAX_ERRORS_PER_CELL or self._text_left <= 0:
+                self._dropped_chars += size
+                return None
+            self._text_left -= size
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is not None:
+            self._outputs += 1
+            self._outputs_left -= 1
+        return out
 
     def _to_tail(self, name: str, text: str) -> None:
         self._tail.append((name, text))
@@ -274,7 +446,174 @@ class _BoundedClient(NotebookClient):
         self.begin_cell()
 
 
+# ---------------------------------------------------------------- what the kernel sends
+
+_KEPT_MESSAGES = frozenset({"status", "execute_input", "clear_output", "stream", "display_data",
+                            "execute_result", "update_display_data", "error"})
+
+
+def _text(value: Any, n: int) -> str:
+    return value[:n] if isinstance(value, str) else ""
+
+
+def _json_size(value: Any) -> int:
+    try:
+        return len(json.dumps(value))
+    except (TypeError, ValueError, RecursionError):
+        return 1 << 62
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:g} MB"
+
+
+def _clean_message(msg: dict) -> dict | None:
+    """An iopub message as the grader uses it, or None for one it does not keep (widgets, unknown
+    types): rebuilt from known fields only, each of a bounded size or type, so what the kernel
+    adds (huge metadata, names, counts, buffers) is not kept."""
+    msg_type = msg.get("msg_type")
+    content = msg.get("content")
+    if msg_type not in _KEPT_MESSAGES or not isinstance(content, dict):
+        return None
+    out: dict[str, Any] = {}
+    if msg_type == "status":
+        state = content.get("execution_state")
+        out["execution_state"] = state if state in ("busy", "idle", "starting") else "busy"
+    elif msg_type == "clear_output":
+        out["wait"] = bool(content.get("wait"))
+    elif msg_type == "stream":
+        out["name"] = "stderr" if content.get("name") == "stderr" else "stdout"
+        out["text"] = content.get("text") if isinstance(content.get("text"), str) else ""
+    elif msg_type == "error":
+        tb = content.get("traceback")
+        tb = [line for line in tb if isinstance(line, str)] if isinstance(tb, list) else []
+        if len(tb) > MAX_TRACEBACK_LINES:
+            tb = tb[:20] + ["..."] + tb[-(MAX_TRACEBACK_LINES - 21):]
+        out.update(ename=_text(content.get("ename"), 200), evalue=_text(content.get("evalue"), 5000),
+                   traceback=[line[:5000] for line in tb])
+    elif msg_type != "execute_input":   # display_data, execute_result, update_display_data
+        data = content.get("data")
+        out["data"] = ({k: v for k, v in list(data.items())[:MAX_MIME_KEYS] if isinstance(k, str) and len(k) <= 100}
+                       if isinstance(data, dict) else {})
+        meta = content.get("metadata")
+        out["metadata"] = meta if isinstance(meta, dict) and _json_size(meta) <= MAX_METADATA_CHARS else {}
+        transient = content.get("transient")
+        display_id = transient.get("display_id") if isinstance(transient, dict) else None
+        if isinstance(display_id, str) and len(display_id) <= 200:
+            out["transient"] = {"display_id": display_id}
+    count = content.get("execution_count")
+    if msg_type == "execute_result":
+        out["execution_count"] = count if type(count) is int else None
+    elif msg_type == "execute_input" and type(count) is int:
+        out["execution_count"] = count
+    parent = msg.get("parent_header")
+    header = msg.get("header")
+    msg_id = header.get("msg_id") if isinstance(header, dict) else None
+    return {"msg_type": msg_type, "content": out, "metadata": {}, "buffers": [],
+            "header": {"msg_type": msg_type, "msg_id": _text(msg_id, 200)},
+            "parent_header": {"msg_id": parent.get("msg_id")} if isinstance(parent, dict) else {}}
+
+
+def _clean_reply(content: Any) -> dict:
+    """What the grader reads of a cell's execute_reply."""
+    if not isinstance(content, dict):
+        return {}
+    tb = content.get("traceback")
+    tb = [line[:20000] for line in tb if isinstance(line, str)] if isinstance(tb, list) else []
+    cut = len(tb) > MAX_REPLY_CHUNKS
+    if cut:
+        tb = tb[:100] + ["..."] + tb[-(MAX_REPLY_CHUNKS - 101):]
+    count = content.get("execution_count")
+    return {"status": _text(content.get("status"), 20), "ename": _text(content.get("ename"), 1000),
+            "evalue": _text(content.get("evalue"), 20000), "traceback": tb, "traceback_cut": cut,
+            "execution_count": count if type(count) is int else None}
+
+
+def _limit_context(ctx: Any, max_bytes: int) -> None:
+    """Sockets made from ``ctx`` from now on read no message frame beyond ``max_bytes`` (ZMQ
+    checks the size before reading and drops the connection of the peer that sent it) and
+    queue few messages before the sender must wait."""
+    ctx.setsockopt(zmq.MAXMSGSIZE, int(max_bytes))
+    ctx.setsockopt(zmq.RCVHWM, CLIENT_RCVHWM)
+
+
+def _limited_client_class(max_bytes: int) -> type:
+    class LimitedKernelClient(AsyncKernelClient):
+        def _context_default(self) -> Any:
+            ctx = super()._context_default()
+            _limit_context(ctx, max_bytes)
+            return ctx
+    return LimitedKernelClient
+
+
+try:
+    _PAGE = os.sysconf("SC_PAGE_SIZE")
+except (ValueError, OSError, AttributeError):
+    _PAGE = 4096
+
+
+def _rss_bytes() -> int | None:
+    """The grader's resident memory now."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 # ---------------------------------------------------------------- hidden cells
+
+# Hidden grader code runs as a user expression of an empty execute request: IPython evaluates
+# those with plain eval after the (empty, so not run) cell, and the code itself with exec, so
+# no input or AST transformer, cell event, display or traceback hook a notebook installed
+# touches it. The wrapper reports the code's own outcome as the expression's value.
+_HIDDEN_KEY = "_grader"
+_HIDDEN_WRAPPER = (
+    "try:\n"
+    "    exec(compile(_s, '<grader>', 'exec'), _g)\n"
+    "    _r = repr(('ok', '', '', ''))\n"
+    "except BaseException as _e:\n"
+    "    try:\n"
+    "        import traceback as _t\n"
+    "        _r = repr(('error', type(_e).__name__, str(_e)[:5000],\n"
+    "                   ''.join(_t.format_exception(_e))[-20000:]))\n"
+    "    except BaseException:\n"
+    "        _r = repr(('error', type(_e).__name__, '', ''))\n")
+
+
+def _hidden_expression(code: str) -> str:
+    """The user expression that runs ``code`` in the notebook's namespace."""
+    return ("(lambda _d: (__import__('builtins').exec(_d['_w'], _d), _d['_r'])[1])("
+            f"{{'_w': {_HIDDEN_WRAPPER!r}, '_s': {code!r}, '_g': __import__('builtins').globals(), '_r': None}})")
+
+
+def _hidden_outcome(reply: dict) -> dict:
+    """(the reply content callers read) from the wrapper's report; an error when there is none."""
+    if reply.get("status") != "ok":
+        return {"status": "error", "ename": _text(reply.get("ename"), 200) or "Error",
+                "evalue": _text(reply.get("evalue"), 5000), "traceback": []}
+    value = (reply.get("user_expressions") or {}).get(_HIDDEN_KEY)
+    if not isinstance(value, dict):
+        return {"status": "error", "ename": "Error", "evalue": "the hidden code did not report back",
+                "traceback": []}
+    if value.get("status") != "ok":
+        tb = value.get("traceback")
+        return {"status": "error", "ename": _text(value.get("ename"), 200) or "Error",
+                "evalue": _text(value.get("evalue"), 5000),
+                "traceback": [t for t in tb if isinstance(t, str)][:200] if isinstance(tb, list) else []}
+    try:
+        text = (value.get("data") or {}).get("text/plain")
+        report = ast.literal_eval(ast.literal_eval(text)) if isinstance(text, str) and len(text) < 200_000 else None
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        report = None
+    if not (isinstance(report, tuple) and len(report) == 4 and all(isinstance(x, str) for x in report)):
+        return {"status": "error", "ename": "Error", "evalue": "the hidden code's report could not be read",
+                "traceback": []}
+    status, ename, evalue, tb = report
+    if status == "ok":
+        return {"status": "ok"}
+    return {"status": "error", "ename": ename[:200], "evalue": evalue[:5000], "traceback": [tb] if tb else []}
+
 
 async def _run_hidden(client: NotebookClient, code: str, timeout: float,
                       max_chars: int = 200_000) -> tuple[str, str, dict]:
@@ -284,8 +623,8 @@ async def _run_hidden(client: NotebookClient, code: str, timeout: float,
     """
     kc, km = client.kc, client.km
     assert kc is not None and km is not None
-    msg_id = kc.execute(code, silent=False, store_history=False, allow_stdin=False,
-                        stop_on_error=False)
+    msg_id = kc.execute("", silent=True, store_history=False, allow_stdin=False, stop_on_error=False,
+                        user_expressions={_HIDDEN_KEY: _hidden_expression(code)})
     out: list[str] = []
     size = 0
     reply: dict | None = None
@@ -302,13 +641,15 @@ async def _run_hidden(client: NotebookClient, code: str, timeout: float,
         try:
             msg = await kc.get_iopub_msg(timeout=0.05)
             got = True
-            if msg["parent_header"].get("msg_id") == msg_id:
-                if msg["msg_type"] == "stream" and msg["content"].get("name") == "stdout":
-                    text = msg["content"].get("text", "")
-                    if size < max_chars:
+            parent = msg.get("parent_header")
+            content = msg.get("content")
+            if isinstance(parent, dict) and parent.get("msg_id") == msg_id and isinstance(content, dict):
+                if msg.get("msg_type") == "stream" and content.get("name") == "stdout":
+                    text = content.get("text")
+                    if isinstance(text, str) and size < max_chars:
                         out.append(text[: max_chars - size])
                         size += len(text)
-                elif msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+                elif msg.get("msg_type") == "status" and content.get("execution_state") == "idle":
                     idle = True
         except queue.Empty:
             pass
@@ -316,14 +657,16 @@ async def _run_hidden(client: NotebookClient, code: str, timeout: float,
             try:
                 msg = await kc.get_shell_msg(timeout=0.05)
                 got = True
-                if msg["parent_header"].get("msg_id") == msg_id:
-                    reply, reply_at = msg["content"], time.monotonic()
+                parent = msg.get("parent_header")
+                if isinstance(parent, dict) and parent.get("msg_id") == msg_id:
+                    content = msg.get("content")
+                    reply, reply_at = (content if isinstance(content, dict) else {}), time.monotonic()
             except queue.Empty:
                 pass
         if not got and not await km.is_alive():
             return "kernel_died", "".join(out), {}
-    status = "ok" if reply.get("status") == "ok" else "error"
-    return status, "".join(out), reply
+    outcome = _hidden_outcome(reply)
+    return outcome["status"], "".join(out), outcome
 
 
 # ---------------------------------------------------------------- the run
@@ -347,6 +690,8 @@ class _State:
     interrupted: bool = False
     timed_out: list[tuple[int, str]] = dataclasses.field(default_factory=list)   # (cell, "cell" | "notebook") interrupted at a limit
     notebook_limit_hit: bool = False    # the notebook's own limit ended the cells
+    violation: str = ""                 # how the kernel broke the limits on its messages (the kernel was stopped)
+    violation_cell: int | None = None   # the cell running when it did
 
 
 def _copy_out(src: Path, dst: Path) -> None:
@@ -362,14 +707,22 @@ def _copy_out(src: Path, dst: Path) -> None:
             except OSError:
                 continue
             with os.fdopen(fd, "rb") as f:
-                if not os.path.isfile(f"/proc/self/fd/{f.fileno()}"):
+                if not os.path.isfile(f"/proc/self/fd/{f.fileno()}") or os.fstat(f.fileno()).st_size > budget:
                     continue
-                data = f.read(budget + 1)
-            if len(data) > budget:
-                continue
-            budget -= len(data)
-            (dst / rel).mkdir(parents=True, exist_ok=True)
-            (dst / rel / name).write_bytes(data)
+                (dst / rel).mkdir(parents=True, exist_ok=True)
+                target = dst / rel / name
+                copied = 0
+                with open(target, "wb") as out:
+                    # In blocks, so the grader holds at most one block of a large answer.
+                    for block in iter(lambda: f.read(min(1 << 20, budget - copied + 1)), b""):
+                        copied += len(block)
+                        if copied > budget:
+                            break
+                        out.write(block)
+                if copied > budget:       # grew while being read: not an answer
+                    target.unlink()
+                    continue
+                budget -= copied
 
 
 def _disk_usage(roots: list[Path], max_entries: int) -> tuple[int, int]:
@@ -442,14 +795,18 @@ async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: P
                             timeout_func=cell_limit, allow_errors=True, interrupt_on_timeout=False,
                             startup_timeout=60, iopub_timeout=5, raise_on_iopub_timeout=False,
                             coalesce_streams=True, record_timing=False,
-                            resources={"metadata": {"path": str(workdir)}})
+                            resources={"metadata": {"path": str(workdir)}},
+                            max_message_bytes=int(settings.max_message_mb) << 20,
+                            memory_budget_bytes=int(settings.grader_memory_mb) << 20)
+    client.kill = lambda: sbx.kill_all(5.0)
     replies: dict[int, dict] = {}
     client.on_cell_executed = lambda cell, cell_index, execute_reply: replies.__setitem__(
-        cell_index, execute_reply.get("content", {}) if execute_reply else {})
+        cell_index, _clean_reply(execute_reply.get("content") if execute_reply else None))
+    sent: dict[int, str] = {}           # execution count -> the cell's source as sent
     state.km = km
     try:
         try:
-            setup = client.async_setup_kernel()
+            setup = client.async_setup_kernel(**sbx.launch_io())
             await setup.__aenter__()
         except Exception as e:
             # nbclient registered an atexit cleanup before the failed start; it would assert later.
@@ -501,6 +858,8 @@ async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: P
                               else "cell")
                 client.begin_cell()
                 client.interrupted = False
+                sent[len(sent) + 1] = _source(cell)
+                client.current_index = result.index
                 try:
                     await client.async_execute_cell(cell, result.index)
                 except CellTimeoutError:    # it ignored the interrupt: the kernel goes with it
@@ -515,8 +874,9 @@ async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: P
                     return
                 finally:
                     client.finish_cell(cell)
+                    client.current_index = None
                 result.seconds = time.monotonic() - state.current_started
-                reply = replies.get(result.index, {})
+                reply = replies.pop(result.index, {})
                 if reply.get("status") == "error":
                     kept = sum(1 for c in state.cells if c.traceback is not None)
                     result.status = "error"
@@ -524,6 +884,9 @@ async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: P
                     result.error_value = _short(reply.get("evalue"), 1000 if kept < MAX_KEPT_TRACEBACKS else 200)
                     if kept < MAX_KEPT_TRACEBACKS:   # the record stays small however many cells fail
                         result.traceback = trim_traceback(reply.get("traceback"))
+                    # The kernel's count for this cell must be the grader's, or no frame is the cell's.
+                    if reply.get("execution_count") == len(sent) and not reply.get("traceback_cut"):
+                        result.self_check = failed_self_check(reply.get("traceback"), reply.get("ename"), sent)
                 else:
                     result.status = "ok"
                 if client.interrupted:      # stopped at its limit; it may have caught the interrupt
@@ -539,6 +902,9 @@ async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: P
             watchdog.cancel()
             await setup.__aexit__(None, None, None)
     finally:
+        client.stop_guard()
+        if client.violation:
+            state.violation, state.violation_cell = client.violation, client.violation_cell
         if client.kc is not None:
             client.kc.stop_channels()
         await _shutdown(km)
@@ -661,6 +1027,12 @@ def _finish(state: _State, settings: ExecSettings, sbx: Sandbox | None) -> tuple
     by_index = {c.index: c for c in cells}
     if state.outcome == "sandbox_failed":
         return "sandbox_failed", f"The notebook was not run: {state.detail}.", None
+    if state.violation:
+        idx = state.violation_cell
+        where = f"while {_cell_label(nb, idx)} ran" if idx is not None else "while the grader's own code ran"
+        return ("protocol_violation", f"{state.violation[0].upper()}{state.violation[1:]} {where}: the grader "
+                "does not accept that, so it stopped the kernel, and the later cells and the checks were not run.",
+                idx)
     if state.outcome == "notebook_timeout":
         idx = state.current
         if idx is not None:
@@ -781,13 +1153,17 @@ def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
                      fsize_mb=settings.fsize_mb, cpu_s=_cpu_seconds(settings),
                      env={**dict(env or {}), **kernel_env(settings.device)},
                      ro_mounts=list(ro_mounts or []), python_path=list(python_path or []),
-                     gpu_nodes=list(settings.gpu_nodes),
+                     gpu_nodes=list(settings.gpu_nodes), threads=settings.threads,
                      with_probe=probe is not None or bool(prelude)) as sbx:
             limits = {**sbx.limits, **time_limit_entries(settings)}
             limits["device"] = (settings.device if settings.device != "cpu" else
                                 "cpu (code written for a GPU runs on the CPU)")
             limits["disk"] = (f"{settings.disk_mb} MiB and {settings.max_files} files written to disk, "
                               f"polled every {DISK_POLL_S:g} s (the kernel is killed beyond)")
+            limits["messages"] = (f"{settings.max_message_mb} MB per message from the kernel (ZMQ's maximum "
+                                  "message size: a larger one drops the connection, and the kernel is stopped); "
+                                  f"{settings.grader_memory_mb} MB of the grader's own memory for the kernel's "
+                                  f"messages, watched every {MEMORY_POLL_S * 1000:g} ms")
             limits["output"] = (f"{settings.max_output_chars} characters of text per cell, "
                                 f"{TEXT_CELLS_BUDGET * settings.max_output_chars} per notebook; "
                                 f"{MAX_IMAGES_PER_CELL} images per cell, {MAX_IMAGE_CHARS_TOTAL // 1_000_000} MB "

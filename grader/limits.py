@@ -129,7 +129,7 @@ def measure(threads: int, memory_mb: int = 4096) -> float:
     SandboxError when the sandbox does not work, RuntimeError when the workload fails."""
     from grader.execute import ExecSettings, execute_notebook
 
-    settings = ExecSettings(cell_timeout_s=300, notebook_timeout_s=400, memory_mb=memory_mb)
+    settings = ExecSettings(cell_timeout_s=300, notebook_timeout_s=400, memory_mb=memory_mb, threads=threads)
     with tempfile.TemporaryDirectory(prefix="grader-calibrate-") as tmp:
         work = Path(tmp) / "work"
         work.mkdir()

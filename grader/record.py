@@ -5,8 +5,10 @@ The CSV and the feedback reports are derived from records only.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,8 +36,27 @@ class Record:
     timing: dict[str, float] = field(default_factory=dict)
     graded_at: str = ""
     inputs_digest: str = ""     # what the grade depends on besides the zip; see runner.inputs_digest
+    flags: dict[str, str] = field(default_factory=dict)   # why staff should look at the whole record,
+                                # set by the batch from all its records (batch.flag_duplicates)
     schema: int = SCHEMA
     complete: bool = True       # False only while a record is being rebuilt
+
+
+def safe_key(name: str) -> str:
+    """``name`` reduced to letters, digits and ``._-`` (at most 100 characters); not one-to-one."""
+    key = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "submission"
+    return key[:100]
+
+
+def zip_key(name: str) -> str:
+    """The file name of everything the grader keeps for one zip (record, work folder): the zip's
+    own name when it is already a safe name, else its safe name, ``+`` and a hash of the exact
+    name. No safe name holds a ``+``, so two different zip names never share a key."""
+    key = safe_key(name)
+    if key == name:
+        return key
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f"{key}+{digest}"
 
 
 def to_jsonable(value: Any) -> Any:

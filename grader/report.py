@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
-from grader.record import Record, write_atomic
+from grader.record import Record, safe_key, write_atomic, zip_key
 from grader.rubric import Rubric
+from grader.text_safety import csv_cell, md_block, md_code, md_inline, md_text
 
 STATUS_WORDS = {"passed": "passed", "partial": "partly right", "failed": "failed",
                 "pending": "pending staff grading", "not_run": "not checked"}
@@ -44,14 +46,16 @@ def csv_row(rubric: Rubric, r: Record) -> dict:
     row["penalty_total_pct"] = r.score.get("penalty_pct", 0.0)
     row["final_score"] = r.score.get("final", 0.0)
     row["staff_pending"] = r.score.get("pending_items", 0)
-    row["review"] = " ".join(i["id"] for i in r.items if i.get("review"))   # items staff should look at
+    # what staff should look at: record flags (e.g. duplicate_net_id), then flagged items
+    row["review"] = " ".join([*sorted(r.flags), *(i["id"] for i in r.items if i.get("review"))])
     return row
 
 
 def write_csv(rubric: Rubric, records: list[Record], out: Path) -> Path:
     cols = columns(rubric)
-    frame = pd.DataFrame([csv_row(rubric, r) for r in sorted(records, key=lambda r: (r.net_id, r.zip_name))],
-                         columns=cols)
+    rows = [csv_row(rubric, r) for r in sorted(records, key=lambda r: (r.net_id, r.zip_name))]
+    # Text cells hold student-derived text (net id, zip name, reasons): never a formula.
+    frame = pd.DataFrame([{k: csv_cell(v) for k, v in row.items()} for row in rows], columns=cols)
     write_atomic(out / "grades.csv", frame.to_csv(index=False))
     possible: dict = {"net_id": "(points possible)"}
     for p in rubric.parts:
@@ -71,11 +75,6 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def _oneline(text: str | None, limit: int = 300) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 def _trim_traceback(text: str | None) -> str:
     if not text:
         return ""
@@ -86,15 +85,25 @@ def _trim_traceback(text: str | None) -> str:
     return out if len(out) <= MAX_TRACEBACK_CHARS else out[:MAX_TRACEBACK_CHARS] + "\n... (cut)"
 
 
+def _message(text: str | None, indent: str) -> tuple[str, list[str]]:
+    """A check's message for a list item: its first line inline, the lines after it (what
+    the student's code raised, a traceback) as a code block under the item."""
+    first, _, rest = (text or "").strip().partition("\n")
+    return md_text(first), (md_block(rest, indent) if rest.strip() else [])
+
+
 def feedback_markdown(rubric: Rubric, r: Record, images: dict[str, str] | None = None) -> str:
-    """``images``: item id -> file name of a figure written beside the report."""
+    """``images``: item id -> file name of a figure written beside the report.
+
+    Everything a submission can influence (messages, tracebacks, names, the net id) goes
+    through grader.text_safety: it is shown as text, never read as Markdown or HTML."""
     s = r.score
-    lines = [f"# {rubric.title}: feedback for {r.net_id}", ""]
+    lines = [f"# {rubric.title}: feedback for {md_inline(r.net_id)}", ""]
     if r.status == "rejected":
-        lines += ["**Your submission could not be graded.**", "", r.reason, "",
+        lines += ["**Your submission could not be graded.**", "", md_text(r.reason), "",
                   f"Score: **0 / {_fmt(rubric.total_points)}**.", ""]
     elif r.status == "late_rejected":
-        lines += ["**Your submission was not accepted.**", "", r.reason, "",
+        lines += ["**Your submission was not accepted.**", "", md_text(r.reason), "",
                   f"Score: **0 / {_fmt(rubric.total_points)}**.", ""]
     elif r.status == "error":
         lines += ["**The grader could not finish grading your submission.** Course staff have been told "
@@ -108,14 +117,15 @@ def feedback_markdown(rubric: Rubric, r: Record, images: dict[str, str] | None =
         lines.append("")
 
     if r.deadline:
-        lines += [f"Submission time: {r.deadline['message']}.", ""]
+        lines += [f"Submission time: {md_text(r.deadline['message'])}.", ""]
 
     intake = r.intake or {}
-    notes = intake.get("naming_issues", []) + [f"extra file in the zip: `{f}`" for f in intake.get("extra_files", [])]
-    notes += [f"`{m}` is missing from the zip" for m in intake.get("missing", [])]
-    notes += [f"`{k}`: {v}" for k, v in intake.get("problems", {}).items()]
+    notes = [md_text(n) for n in intake.get("naming_issues", [])]
+    notes += [f"extra file in the zip: {md_code(f)}" for f in intake.get("extra_files", [])]
+    notes += [f"{md_code(m)} is missing from the zip" for m in intake.get("missing", [])]
+    notes += [f"{md_code(k)}: {md_text(v)}" for k, v in intake.get("problems", {}).items()]
     if intake.get("ignored"):
-        shown = ", ".join(f"`{n}`" for n in intake["ignored"][:5]) + (" ..." if len(intake["ignored"]) > 5 else "")
+        shown = ", ".join(md_code(n) for n in intake["ignored"][:5]) + (" ..." if len(intake["ignored"]) > 5 else "")
         notes.append(f"system files ignored, not counted as extra files: {shown}")
     if notes and (r.status != "rejected" or intake.get("files")):
         lines += ["## Files", ""] + [f"- {n}" for n in notes] + [""]
@@ -123,7 +133,7 @@ def feedback_markdown(rubric: Rubric, r: Record, images: dict[str, str] | None =
     if r.penalties:
         lines += ["## Penalties", ""]
         for p in r.penalties:
-            lines.append(f"- **{p['kind'].replace('_', ' ')}: {_fmt(p['pct'])}%**: {_oneline(p['reason'], 600)}")
+            lines.append(f"- **{p['kind'].replace('_', ' ')}: {_fmt(p['pct'])}%**: {md_text(p['reason'], 600)}")
         lines += [f"- Penalties are percentages of your score, added up and capped at 100%: "
                   f"{_fmt(s.get('penalty_pct', 0))}% in all.", ""]
 
@@ -151,22 +161,27 @@ def feedback_markdown(rubric: Rubric, r: Record, images: dict[str, str] | None =
             # With several sub-checks the details go under each one, not repeated on the item.
             show = it["message"] and it["status"] not in ("passed", "pending") and len(lost) < 2
             # A passed item says nothing more, except a note on how its work was read.
-            notes = [m for m in (it["message"] or "").split("; ") if m.startswith("note: ")] \
+            notes = [md_text(m) for m in (it["message"] or "").split("; ") if m.startswith("note: ")] \
                 if it["status"] == "passed" else []
+            message, detail = _message(it["message"], "  ") if show else ("", [])
             lines.append(f"- {mark} **{it['title']}** ({_fmt(it['points'])} / {_fmt(it['possible'])}"
                          f"{', extra credit' if it['extra'] else ''}): {STATUS_WORDS.get(it['status'], it['status'])}"
-                         + (f": {it['message']}" if show else f" ({'; '.join(notes)})" if notes else ""))
+                         + (f": {message}" if show else f" ({'; '.join(notes)})" if notes else ""))
+            lines += detail
             for sub in lost if len(lost) >= 2 else []:
-                lines.append(f"    - {sub['name']} ({_fmt(sub['points'])} / {_fmt(sub['possible'])}): {sub['message']}")
+                message, detail = _message(sub["message"], "      ")
+                lines.append(f"    - {md_text(sub['name'])} ({_fmt(sub['points'])} / {_fmt(sub['possible'])}): "
+                             f"{message}")
+                lines += detail
             if (it.get("data") or {}).get("found"):
-                lines.append(f"    - graded object: {it['data']['found']}")
+                lines.append(f"    - graded object: {md_text(it['data']['found'])}")
             if it.get("review"):
                 lines.append("    - flagged for a staff review")
             if images and it["id"] in images:
-                lines.append(f"    - ![{it['id']}]({images[it['id']]})")
+                lines.append(f"    - ![{md_inline(it['id'])}]({quote(images[it['id']], safe='')})")
         lines.append("")
     if r.warnings and r.status != "error":
-        lines += ["## Notes from the grader", ""] + [f"- {w}" for w in r.warnings if not w.startswith("Traceback")] + [""]
+        lines += ["## Notes from the grader", ""] + [f"- {md_text(w)}" for w in r.warnings if not w.startswith("Traceback")] + [""]
     return "\n".join(lines)
 
 
@@ -179,16 +194,16 @@ def _run_section(run: dict, test_failures: tuple[str, ...] = ()) -> list[str]:
         if status == "errors":
             out.append("**Some cells raised errors**; the cells after them still ran:")
         else:
-            out.append(f"**Your notebook did not run cleanly from top to bottom**: {_oneline(run['message'], 300)}")
+            out.append(f"**Your notebook did not run cleanly from top to bottom**: {md_text(run['message'], 300)}")
     notes = run.get("notes", [])
     for n in notes:
         if n.get("cell") is None:
-            out.append(f"- {n['message']}")
+            out.append(f"- {md_text(n['message'])}")
     for n in run.get("neutralized", []):
-        out.append(f"- Colab-only line neutralized in cell {n['cell'] + 1}: `{n['line'].strip()}` ({n['why']})")
+        out.append(f"- Colab-only line neutralized in cell {n['cell'] + 1}: {md_code(n['line'])} ({md_text(n['why'])})")
     for n in notes:
         if n.get("kind") == "colab_call":
-            out.append(f"- Colab call in cell {n['cell'] + 1}: {n['message']}")
+            out.append(f"- Colab call in cell {n['cell'] + 1}: {md_text(n['message'])}")
     by_cell: dict[int, list[dict]] = {}
     for n in notes:
         if n.get("cell") is not None and n.get("kind") not in ("colab_call",):
@@ -197,34 +212,38 @@ def _run_section(run: dict, test_failures: tuple[str, ...] = ()) -> list[str]:
         if c["status"] in ("error", "timeout", "kernel_died"):
             head = f"- cell {c['index'] + 1} of the notebook: {c['status']}"
             if c.get("error_name"):
-                head += f": {c['error_name']}: {_oneline(c.get('error_value'), 200)}".rstrip()
+                head += f": {md_inline(c['error_name'], 200)}: {md_inline(c.get('error_value'), 200)}".rstrip()
             mine = by_cell.get(c["index"], [])
-            if c.get("error_name") in test_failures and not any(n.get("excused") for n in mine):
+            if c.get("self_check") and c.get("error_name") in test_failures and not any(n.get("excused") for n in mine):
                 head += (" (a check inside your notebook failed: this costs no execution penalty; "
                          "the items below score the answer)")
             out.append(head)
             for n in mine:
-                out.append(f"    - {n['message']}")
+                out.append(f"    - {md_text(n['message'])}")
             tb = _trim_traceback(c.get("traceback"))
             if tb:
-                out += ["", "```", tb, "```", ""]
+                out += ["", *md_block(tb), ""]
     out.append("")
     return out
 
 
-def report_name(r: Record, taken: set[str]) -> str:
-    """``<net_id>.md``; a second zip for the same net_id gets its zip name added, never overwrites."""
-    name = r.net_id
-    if name in taken:
-        name = f"{r.net_id}__{Path(r.zip_name).stem}"
-    taken.add(name)
-    return f"{name}.md"
+def report_name(r: Record, shared: bool) -> str:
+    """``<net_id>.md``; when several zips resolve to the net_id (``shared``), each report is
+    ``<net_id>+<zip key>.md`` instead (record.zip_key: one-to-one with zip names), so none
+    replaces another and none is taken for the student's only report. Plain names hold no
+    ``+``, so the two forms never meet."""
+    net_id = safe_key(r.net_id)
+    if shared or net_id != r.net_id:
+        return f"{net_id}+{zip_key(r.zip_name)}.md"
+    return f"{net_id}.md"
 
 
 def write_reports(rubric: Rubric, records: list[Record], out: Path) -> None:
-    taken: set[str] = set()
+    count: dict[str, int] = {}
+    for r in records:
+        count[r.net_id] = count.get(r.net_id, 0) + 1
     for r in sorted(records, key=lambda r: (r.net_id, r.zip_name)):
-        name = report_name(r, taken)
+        name = report_name(r, count[r.net_id] > 1)
         images = write_figures(r, out / "feedback", Path(name).stem) if r.status == "graded" else {}
         write_atomic(out / "feedback" / name, feedback_markdown(rubric, r, images))
 

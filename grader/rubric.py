@@ -74,6 +74,9 @@ class ExecutionSettings:
     limit_slack: float = 1.0
     limit_max_scale: float = 4.0
     interrupt_grace_s: float = 30.0
+    # The largest message the kernel may send the grader (one ZMQ frame); a larger one is a
+    # protocol violation: the kernel is stopped. Kept outputs are far smaller (4 MB per image).
+    max_message_mb: int = 32
 
 
 @dataclass(frozen=True)
@@ -347,6 +350,7 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
         limit_slack=e.num("limit_slack", 1.0, minimum=1.0),
         limit_max_scale=e.num("limit_max_scale", 4.0, minimum=1.0),
         interrupt_grace_s=e.num("interrupt_grace_s", 30.0, minimum=1.0),
+        max_message_mb=int(e.num("max_message_mb", 32, minimum=8)),
     )
     e.no_unknown_keys()
 

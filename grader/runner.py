@@ -28,7 +28,7 @@ from grader.checks.gating import apply_requires
 from grader.diagnose import diagnose, excused_cells
 from grader.execute import ExecSettings, NotebookRun, ProbeRequest, execute_notebook
 from grader.intake import IntakePolicy, IntakeResult, intake
-from grader.record import Record, to_jsonable
+from grader.record import Record, safe_key, to_jsonable, zip_key
 from grader.rubric import Part, Rubric
 from grader.score import Penalty, score
 
@@ -79,7 +79,9 @@ def exec_settings(rubric: Rubric, settings: GradeSettings, limits: limits_stage.
         cell_timeout_s=limits.cell_s, notebook_timeout_s=limits.notebook_s, limits_why=limits.why,
         memory_mb=e.memory_mb, pids_max=e.pids_max, tmp_mb=e.tmp_mb, colab=e.colab,
         probe_timeout_s=e.probe_timeout_s, disk_mb=e.disk_mb, max_files=e.max_files, fsize_mb=e.file_mb,
-        interrupt_grace_s=e.interrupt_grace_s, device=device.name, gpu_nodes=device.nodes)
+        interrupt_grace_s=e.interrupt_grace_s, device=device.name, gpu_nodes=device.nodes,
+        max_message_mb=e.max_message_mb,
+        threads=e.threads)
 
 
 def intake_policy(rubric: Rubric) -> IntakePolicy:
@@ -112,11 +114,6 @@ def prepare_datasets(rubric: Rubric, cache_dir: Path) -> dict[str, Path]:
     return out
 
 
-def safe_key(name: str) -> str:
-    key = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "submission"
-    return key[:100]
-
-
 def sha256(path: Path) -> str | None:
     h = hashlib.sha256()
     try:
@@ -145,7 +142,7 @@ def grade_submission(zip_path: Path, rubric: Rubric, settings: GradeSettings) ->
                     zip_sha256=sha256(zip_path), status="error", reason="",
                     rubric={"name": rubric.name, "digest": rubric.digest},
                     graded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    work = settings.work_dir / safe_key(zip_path.name)
+    work = settings.work_dir / zip_key(zip_path.name)
     try:
         _grade(zip_path, rubric, settings, record, work)
     except Exception as e:  # a grader bug must not stop the batch or lose the student
@@ -352,11 +349,13 @@ def _prelude(item) -> str | None:
 def executable(run: NotebookRun, test_failures: tuple[str, ...], excused: set[int] = frozenset()) -> bool:
     """Ran top to bottom; a cell whose only fault is a failed test of the notebook's own
     (an assert on a wrong answer) does not make the code unexecutable: the items score it;
-    nor does a cell whose fault is the grading environment's (``excused``, grader/diagnose.py)."""
+    nor does a cell whose fault is the grading environment's (``excused``, grader/diagnose.py).
+    A failed test is one the grader found in the cell's source at the failing line (an
+    ``assert`` or a ``gradcheck`` call, ``CellResult.self_check``), not an exception's name."""
     if run.status == "completed":
         return True
-    return run.status == "errors" and all(c.error_name in test_failures or c.index in excused
-                                          for c in run.cells if c.status == "error")
+    return run.status == "errors" and all((c.error_name in test_failures and c.self_check is not None)
+                                          or c.index in excused for c in run.cells if c.status == "error")
 
 
 def _short_reason(items: list[ItemResult], penalties: list[Penalty]) -> str:

@@ -3,20 +3,24 @@
 A `Sandbox` owns one kernel's private resources: a short directory under /tmp
 (connection file and IPC sockets, bound into the sandbox), a kernel spec whose
 argv is a launcher written at run time (absolute paths differ between clones),
-cgroup v1 children for memory and pids when the host allows it, and the kill
-logic that makes sure no process of the sandbox outlives the run.
+cgroup v1 children for memory, pids and CPU time when the host allows it, the pipe
+that takes the kernel's own stdout and stderr, and the kill logic that makes sure no
+process of the sandbox outlives the run.
 """
 from __future__ import annotations
 
 import json
 import os
+import select
 import shlex
 import shutil
 import signal
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +42,13 @@ CANARY_MARK = "__GRADER_CANARY__"
 # Inside an ipykernel, RLIMIT_AS below ~2 GiB breaks `import torch` (measured).
 MIN_AS_MIB = 2048
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+CPU_PERIOD_US = 100_000        # cgroup v1 cpu.cfs_period_us; the quota is threads x this
+# The kernel's own stdout/stderr (launcher and bwrap messages, raw writes to fd 1/2) go to a
+# pipe the grader drains: it keeps this much of the start and of the end, and drops the rest.
+OUTPUT_HEAD_BYTES = 4 << 10
+OUTPUT_TAIL_BYTES = 16 << 10
+# /dev inside the sandbox: bwrap's --dev nodes, then read-only; /dev/shm is a capped tmpfs.
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 
 _ETC_FILES = ["/etc/ld.so.cache", "/etc/passwd", "/etc/group", "/etc/localtime"]
 _ETC_DIRS_TRY = ["/etc/ssl", "/etc/fonts", "/etc/alternatives"]
@@ -113,6 +124,20 @@ def _make_child(parent: Path | None, name: str, settings: dict[str, str]) -> Pat
     except OSError:
         _remove_cgroup(child)
         return None
+
+
+def _cpu_quota(parent: Path | None, threads: int) -> int:
+    """cpu.cfs_quota_us for ``threads`` cores per CPU_PERIOD_US, no more than the parent group
+    allows (cgroup v1 refuses a child quota above its parent's)."""
+    quota = threads * CPU_PERIOD_US
+    try:
+        p_quota = int((parent / "cpu.cfs_quota_us").read_text()) if parent else -1
+        p_period = int((parent / "cpu.cfs_period_us").read_text()) if parent else 0
+    except (OSError, ValueError):
+        return quota
+    if p_quota > 0 and p_period > 0:
+        quota = min(quota, max(1000, p_quota * CPU_PERIOD_US // p_period))
+    return quota
 
 
 def _cgroup_pids(group: Path | None) -> set[int]:
@@ -198,21 +223,30 @@ class Sandbox:
     with_probe: bool = False
     python_path: list[str] = field(default_factory=list)   # folders under the work folder, importable flat
     gpu_nodes: list[str] = field(default_factory=list)     # /dev nodes of the GPU this kernel gets
+    threads: int = 1                                        # CPU cores the kernel may use (cgroup quota); 0: no quota
 
     private: Path = field(init=False)
     conn_dir: Path = field(init=False)
     spec_dir: Path = field(init=False)
     launcher: Path = field(init=False)
-    log_path: Path = field(init=False)
     stage_in: Path = field(init=False)
     stage_out: Path = field(init=False)
     mem_cg: Path | None = field(init=False, default=None)
     pids_cg: Path | None = field(init=False, default=None)
+    cpu_cg: Path | None = field(init=False, default=None)
     limits: dict[str, str] = field(init=False, default_factory=dict)
     as_mib: int | None = field(init=False, default=None)
     _outer_pid: int | None = field(init=False, default=None)
     _ns: str | None = field(init=False, default=None)
     _listener: socket.socket | None = field(init=False, default=None)
+    _out_r: int | None = field(init=False, default=None)
+    _out_w: int | None = field(init=False, default=None)
+    _out_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _out_stop: threading.Event = field(init=False, default_factory=threading.Event)
+    _out_thread: threading.Thread | None = field(init=False, default=None)
+    _out_head: bytearray = field(init=False, default_factory=bytearray)
+    _out_tail: bytearray = field(init=False, default_factory=bytearray)
+    output_bytes: int = field(init=False, default=0)     # all the kernel wrote to its stdout/stderr
 
     # -- setup / teardown
 
@@ -231,7 +265,7 @@ class Sandbox:
             for d in (self.conn_dir, self.spec_dir / KERNEL_NAME, self.stage_in, self.stage_out):
                 d.mkdir(parents=True)
             self.launcher = self.spec_dir / "launch"
-            self.log_path = self.private / "launch.log"
+            self._open_output_pipe()
             self._setup_cgroups()
             self._write_launcher(bwrap, prlimit)
             self._write_kernelspec()
@@ -249,6 +283,12 @@ class Sandbox:
         self.mem_cg = _make_child(_own_v1_group("memory"), name, {
             "memory.limit_in_bytes": limit, "memory.memsw.limit_in_bytes": limit})
         self.pids_cg = _make_child(_own_v1_group("pids"), name, {"pids.max": str(self.pids_max)})
+        quota = None
+        if self.threads > 0:
+            cpu_parent = _own_v1_group("cpu")
+            quota = _cpu_quota(cpu_parent, self.threads)
+            self.cpu_cg = _make_child(cpu_parent, name, {
+                "cpu.cfs_period_us": str(CPU_PERIOD_US), "cpu.cfs_quota_us": str(quota)})
         if self.mem_cg is not None:
             self.as_mib = None
             self.limits["memory"] = (f"cgroup v1 memory.limit_in_bytes={self.memory_mb} MiB "
@@ -263,12 +303,30 @@ class Sandbox:
             self.limits["pids"] = "none (no writable cgroup v1 pids controller; pid namespace only)"
         self.limits["network"] = "none (bwrap --unshare-net)"
         self.limits["cpu"] = f"RLIMIT_CPU {self.cpu_s} s"
+        if self.cpu_cg is not None and quota is not None:
+            capped = "" if quota == self.threads * CPU_PERIOD_US else ", capped by the grader's own group"
+            self.limits["cpu_quota"] = (f"cgroup v1 cpu.cfs_quota_us={quota} per cpu.cfs_period_us="
+                                        f"{CPU_PERIOD_US}: {quota / CPU_PERIOD_US:g} core(s) for "
+                                        f"{self.threads} thread(s){capped}")
+        elif self.threads > 0:
+            self.limits["cpu_quota"] = (f"none (no writable cgroup v1 cpu controller): {self.threads} "
+                                        "thread(s) is only the OMP/MKL setting; RLIMIT_CPU and the time "
+                                        "limits bound the CPU time")
+        else:
+            self.limits["cpu_quota"] = "none (no quota asked for)"
         self.limits["file_size"] = f"RLIMIT_FSIZE {self.fsize_mb} MiB"
         self.limits["open_files"] = "RLIMIT_NOFILE 1024"
         self.limits["tmp"] = f"tmpfs /tmp {self.tmp_mb} MiB, tmpfs /dev/shm {self.tmp_mb} MiB"
+        self.limits["devices"] = ("/dev read-only with " + ", ".join(DEV_NODES) + ", pts"
+                                  + (" and " + ", ".join(Path(n).name for n in self.gpu_nodes) if self.gpu_nodes else "")
+                                  + f"; /dev/shm writable up to {self.tmp_mb} MiB")
+        self.limits["kernel_output"] = (f"stdin /dev/null; stdout and stderr a pipe the grader drains, "
+                                        f"keeping the first {OUTPUT_HEAD_BYTES >> 10} KiB and the last "
+                                        f"{OUTPUT_TAIL_BYTES >> 10} KiB; no other descriptor of the grader")
         self.limits["user"] = f"uid {SANDBOX_UID}, all capabilities dropped"
         self.limits["filesystem"] = (f"work dir read-write at {WORK_MOUNT}; /usr, the Python "
-                                     "environment and a few /etc files read-only; nothing else")
+                                     "environment and a few /etc files read-only; the sandbox's root "
+                                     "read-only; nothing else")
 
     def _bind_args(self) -> list[str]:
         args: list[str] = ["--ro-bind", "/usr", "/usr"]
@@ -279,7 +337,8 @@ class Sandbox:
             args += ["--ro-bind-try", f, f]
         for d in _ETC_DIRS_TRY:
             args += ["--ro-bind-try", d, d]
-        # /dev is a fresh tmpfs sized at half the host's RAM; cap its writable /dev/shm like /tmp.
+        # bwrap's /dev (and its root) are tmpfs sized at half the host's RAM: both are made
+        # read-only once everything is mounted (_readonly_args); /dev/shm is capped like /tmp.
         args += ["--proc", "/proc", "--dev", "/dev",
                  "--size", str(self.tmp_mb << 20), "--tmpfs", "/dev/shm",
                  "--size", str(self.tmp_mb << 20), "--tmpfs", "/tmp"]
@@ -298,7 +357,14 @@ class Sandbox:
             args += ["--ro-bind", str(PROBE_DIR), PROBE_MOUNT,
                      "--ro-bind", str(self.stage_in), IN_MOUNT,
                      "--bind", str(self.stage_out), OUT_MOUNT]
-        return args
+        return args + self._readonly_args()
+
+    @staticmethod
+    def _readonly_args() -> list[str]:
+        """Last, once every mount point exists: bwrap's own tmpfs for ``/dev`` and for the root
+        become read-only (not recursive, so /dev/shm, /tmp, the binds and the device nodes,
+        each its own mount, keep their modes)."""
+        return ["--remount-ro", "/dev", "--remount-ro", "/"]
 
     @staticmethod
     def mount_point(target: str) -> str:
@@ -366,14 +432,20 @@ class Sandbox:
             "--cap-drop", "ALL", "--disable-userns", "--die-with-parent", "--new-session",
             "--clearenv"] + setenv + ["--", self._python(), "-m", "ipykernel_launcher", "-f"]
         join = ""
-        for group in (self.pids_cg, self.mem_cg):
+        for group in (self.pids_cg, self.mem_cg, self.cpu_cg):
             if group is not None:
                 join += f"echo $$ > {shlex.quote(str(group / 'cgroup.procs'))}\n"
+        stat_tool = shlex.quote(find_tool("stat") or "/usr/bin/stat")
+        pipe = os.fstat(self._out_w).st_ino if self._out_w is not None else -1
         script = (
             "#!/bin/sh\n"
             "# Starts one sandboxed ipykernel; argv: {connection_file} [kernel args]\n"
             "set -e\n"
-            f"exec >>{shlex.quote(str(self.log_path))} 2>&1\n"
+            # Only the grader's drained pipe may stay as stdout/stderr; anything else the
+            # launcher inherited (a log file, a terminal) is replaced by /dev/null.
+            "exec </dev/null\n"
+            f'[ "$({stat_tool} -L -c %i /proc/$$/fd/1 2>/dev/null)" = "{pipe}" ] || exec >/dev/null\n'
+            f'[ "$({stat_tool} -L -c %i /proc/$$/fd/2 2>/dev/null)" = "{pipe}" ] || exec 2>/dev/null\n'
             f'[ "$(dirname "$1")" = {shlex.quote(str(self.conn_dir))} ] || '
             '{ echo "connection file outside the bound directory: $1"; exit 3; }\n'
             f"{join}"
@@ -401,14 +473,79 @@ class Sandbox:
     def ipc_prefix(self) -> str:
         return str(self.conn_dir / "ipc")
 
+    # -- the kernel's stdout and stderr
+
+    def launch_io(self) -> dict:
+        """Popen arguments for the launcher: no stdin, stdout and stderr into the drained pipe."""
+        return {"stdin": subprocess.DEVNULL, "stdout": self._out_w, "stderr": self._out_w}
+
+    def _open_output_pipe(self) -> None:
+        self._out_r, self._out_w = os.pipe()      # both non-inheritable; Popen dup2s the write end
+        os.set_blocking(self._out_r, False)
+        self._out_thread = threading.Thread(target=self._drain_output, name="sandbox-output", daemon=True)
+        self._out_thread.start()
+
+    def _drain_output(self) -> None:
+        poller = select.poll()
+        poller.register(self._out_r, select.POLLIN)
+        while not self._out_stop.is_set():
+            try:
+                ready = poller.poll(200)
+            except OSError:
+                return
+            if ready and not self._read_output():
+                return
+
+    def _read_output(self, max_chunks: int = 64) -> bool:
+        """Read what the pipe holds (bounded per call); False at end of file or once closed."""
+        with self._out_lock:
+            if self._out_r is None:
+                return False
+            for _ in range(max_chunks):
+                try:
+                    chunk = os.read(self._out_r, 1 << 16)
+                except BlockingIOError:
+                    return True
+                except OSError:
+                    return False
+                if not chunk:
+                    return False
+                self.output_bytes += len(chunk)
+                room = OUTPUT_HEAD_BYTES - len(self._out_head)
+                if room > 0:
+                    self._out_head += chunk[:room]
+                    chunk = chunk[room:]
+                if chunk:
+                    self._out_tail += chunk
+                    del self._out_tail[:-OUTPUT_TAIL_BYTES]
+            return True
+
+    def kernel_started(self) -> None:
+        """The launcher has the pipe now: the grader's copy of its write end is not needed."""
+        with self._out_lock:
+            if self._out_w is not None:
+                os.close(self._out_w)
+                self._out_w = None
+
+    def _close_output(self) -> None:
+        self.kernel_started()
+        self._out_stop.set()
+        if self._out_thread is not None:
+            self._out_thread.join(2)
+        self._read_output()
+        with self._out_lock:
+            if self._out_r is not None:
+                os.close(self._out_r)
+                self._out_r = None
+
     def launch_log(self, limit: int = 2000) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - limit))
-                return f.read().decode("utf-8", "replace").strip()
-        except OSError:
-            return ""
+        """The end of what the launcher, bwrap and the kernel wrote to stdout/stderr."""
+        self._read_output()
+        with self._out_lock:
+            dropped = self.output_bytes - len(self._out_head) - len(self._out_tail)
+            data = bytes(self._out_head) + (f"\n[{dropped} bytes not kept]\n".encode() if dropped > 0 else b"")
+            data += bytes(self._out_tail)
+        return data[-limit:].decode("utf-8", "replace").strip()
 
     # -- the canary
 
@@ -473,18 +610,24 @@ class Sandbox:
                 problems.append(f"hostname is {report.get('hostname')!r}")
             if report.get("cwd") != WORK_MOUNT:
                 problems.append(f"cwd is {report.get('cwd')!r}")
+            if report.get("writable") != []:
+                problems.append(f"writable outside its folders: {', '.join(report.get('writable') or ['?'])}")
+            if report.get("host_fds") != []:
+                problems.append(f"host descriptors open: {', '.join((report.get('host_fds') or ['?'])[:5])}")
         if self.listener_was_reached():
             problems.append("the host listener accepted a connection from the kernel")
         if problems:
             return False, "; ".join(problems), report
         return True, (f"passed: uid {report['uid']}, CapEff {report['cap_eff']}, "
-                      f"{len(self.sentinels())} host paths hidden, host TCP unreachable"), report
+                      f"{len(self.sentinels())} host paths hidden, host TCP unreachable, "
+                      "/ and /dev read-only, no host descriptors"), report
 
     # -- processes
 
     def note_started(self, outer_pid: int | None) -> None:
         """Record the kernel's pid namespace so every member can be found later."""
         self._outer_pid = outer_pid
+        self.kernel_started()
         if outer_pid is None:
             return
         own = _pid_ns(os.getpid())
@@ -497,7 +640,7 @@ class Sandbox:
             time.sleep(0.05)
 
     def members(self) -> set[int]:
-        pids = _cgroup_pids(self.pids_cg) | _cgroup_pids(self.mem_cg)
+        pids = _cgroup_pids(self.pids_cg) | _cgroup_pids(self.mem_cg) | _cgroup_pids(self.cpu_cg)
         if self._ns is not None:
             pids |= _members_of_ns(self._ns)
         if self._outer_pid is not None and _parent_of(self._outer_pid) == os.getpid():
@@ -538,6 +681,8 @@ class Sandbox:
         if not left:
             _remove_cgroup(self.pids_cg)
             _remove_cgroup(self.mem_cg)
+            _remove_cgroup(self.cpu_cg)
+        self._close_output()
         if hasattr(self, "private"):
             shutil.rmtree(self.private, ignore_errors=True)
 
@@ -561,6 +706,28 @@ def _grader_canary():
         r["tcp_host_listener"] = False
     finally:
         s.close()
+    # bwrap's own tmpfs for / and /dev must be read-only mounts (the work folder, /tmp and
+    # /dev/shm are mounts of their own).
+    r["writable"] = [d for d in ("/", "/dev", "/etc") if not os.statvfs(d).f_flag & os.ST_RDONLY]
+    # Every descriptor is a pipe, a socket, an anonymous inode or a file the sandbox itself
+    # shows at that path; one that names anything else came in from the host.
+    r["host_fds"] = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            continue                    # the listing's own descriptor, already closed
+        if not target.startswith("/"):
+            if target.split(":")[0] not in ("pipe", "socket", "anon_inode"):
+                r["host_fds"].append(fd + " " + target)
+            continue
+        try:
+            a, b = os.stat(target), os.fstat(int(fd))
+            same = (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+        except OSError:
+            same = False
+        if not same:
+            r["host_fds"].append(fd + " " + target)
     print("{mark}" + json.dumps(r))
 _grader_canary()
 del _grader_canary

@@ -1,6 +1,9 @@
 """Staff tables (CSV): submission times, extensions, staff scores.
 
-Each reader fails with a message that names the file, the line and what to write instead.
+A table is read only from a file staff name: its own flag, or its standard file name in a
+tables folder staff name (``--tables DIR``); never from the folder of submissions, where
+anything a student uploads can land. Each reader fails with a message that names the file,
+the line and what to write instead.
 """
 from __future__ import annotations
 
@@ -12,6 +15,31 @@ from pathlib import Path
 
 class TableError(ValueError):
     """A staff CSV that cannot be read as it is."""
+
+
+# table -> (its standard file name in a tables folder, what it is called in messages)
+TABLES = {"times": ("submission_times.csv", "submission times"),
+          "extensions": ("extensions.csv", "extensions"),
+          "staff_scores": ("staff_scores.csv", "staff scores")}
+
+
+def named_tables(files: dict[str, Path | None], folder: Path | None) -> dict[str, Path | None]:
+    """The file of each table in ``TABLES``: the one named for it in ``files``, else its standard
+    file in the tables folder ``folder`` when that holds one, else None (no table)."""
+    if folder is not None and not folder.is_dir():
+        raise TableError(f"the tables folder {folder} is not a folder")
+    out: dict[str, Path | None] = {}
+    for key, (standard, _) in TABLES.items():
+        path = files.get(key)
+        if path is None and folder is not None and (folder / standard).is_file():
+            path = folder / standard
+        out[key] = path
+    return out
+
+
+def tables_line(paths: dict[str, Path | None]) -> str:
+    """``submission times <path|none>; extensions ...; staff scores ...``"""
+    return "; ".join(f"{TABLES[k][1]} {paths.get(k) or 'none'}" for k in TABLES)
 
 
 def parse_time(text: str, where: str) -> datetime:

@@ -5,8 +5,9 @@
 Run it after the notebooks change, review the diff of the zips' contents, and
 commit. Each sample looks like something students really hand in; what it must
 score is written, by hand, in expected.csv (never regenerated from the grader's
-output). The submission times are in submission_times.csv and one student's
-staff scores in staff_scores.csv, the formats `grader grade` reads. Zip member
+output). The submission times (submission_times.csv) and one student's staff scores
+(staff_scores.csv) go to the tables folder ../sample_tables/, which `make grade` names
+with --tables: the grader never reads tables from the submissions folder. Zip member
 times are fixed, so unchanged notebooks rebuild byte-identical zips.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import nbformat
 
 HERE = Path(__file__).resolve().parent
 HW2 = HERE.parent / "reference" / "hw2"
+TABLES = HERE.parent / "sample_tables"
 CNN, RNN, SEQ = "hw2_cnn.ipynb", "hw2_rnn.ipynb", "08-seq_classification.ipynb"
 FIXED_TIME = (2025, 10, 5, 20, 0, 0)
 ON_TIME = "2025-10-05T21:14:00-04:00"
@@ -149,14 +151,15 @@ def main() -> None:
         else:
             write_zip(HERE / name, content)
         times.append(f"{Path(name).stem},{when}")
-    (HERE / "submission_times.csv").write_text("\n".join(times) + "\n")
+    TABLES.mkdir(exist_ok=True)
+    (TABLES / "submission_times.csv").write_text("\n".join(times) + "\n")
 
     # Staff have graded one student's theory so far (full marks); the rest stay pending.
     from grader.rubric import load_rubric
     rubric = load_rubric(HERE.parent / "rubrics" / "hw2.toml")
     theory = [i for i in rubric.items if i.part == "theory" and i.kind == "staff"]
-    (HERE / "staff_scores.csv").write_text(",".join(["net_id"] + [i.id for i in theory]) + "\n"
-                                           + ",".join(["ab1234"] + [f"{i.points:g}" for i in theory]) + "\n")
+    (TABLES / "staff_scores.csv").write_text(",".join(["net_id"] + [i.id for i in theory]) + "\n"
+                                             + ",".join(["ab1234"] + [f"{i.points:g}" for i in theory]) + "\n")
     print(f"wrote {len(times) - 1} samples to {HERE}")
 
 

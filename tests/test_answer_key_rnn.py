@@ -376,3 +376,22 @@ def test_echo_cases_and_scorer():
         assert rnn.echo_scorer(s, c["target"])[0] < len(s) - d or d == 0
     fixed = rnn.echo_cases(1, n_per_delay=5)
     assert all(len(c["args"]) == 1 and c["target"]["delay"] == 4 for c in fixed)
+
+
+def test_echo_forward_cases_hold_the_strings_of_echo_cases_and_score_logits():
+    strings = rnn.echo_cases(7, delays=range(9), n_per_delay=20, pass_delay=True)
+    batches = rnn.echo_forward_cases(7, delays=range(9), n_per_delay=20, pass_delay=True)
+    assert sorted(s for b in batches for s in b["target"]["seqs"]) == sorted(c["target"]["seq"] for c in strings)
+    for b in batches:
+        x, d = b["args"]
+        idx, d2 = b["alt_args"]
+        seqs, delay = b["target"]["seqs"], b["target"]["delay"]
+        assert x.shape == (len(seqs), len(seqs[0]), 27) and torch.equal(x.argmax(-1), idx) and torch.equal(d, d2)
+        assert (d == delay).all() and b["group"] == f"delay={delay}"
+        perfect = rnn.idx_to_onehot(torch.stack([rnn.string_to_idx(rnn.echo_target(s, delay)) for s in seqs]))
+        counted = sum(len(s) - delay for s in seqs)
+        assert rnn.echo_forward_scorer(perfect, b["target"]) == (counted, counted)
+        assert rnn.echo_forward_scorer((perfect, torch.zeros(1)), b["target"]) == (counted, counted)
+        assert rnn.echo_forward_scorer(perfect[:, :-1], b["target"]) == (0, counted)
+        # A model that copies its input instead of delaying it is right only where the letters repeat.
+        assert rnn.echo_forward_scorer(x, b["target"])[0] < counted or delay == 0

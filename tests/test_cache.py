@@ -62,3 +62,59 @@ def test_a_timeout_is_never_reused(tmp_path):
     run, _ = cached_execute(cache, a / "work.ipynb", a, settings, {}, [], None, execute_notebook)
     assert run.status == "timeout"
     assert not (cache / "runs").exists() or not any((cache / "runs").iterdir())
+
+
+def _probe(root: Path, code: str):
+    from grader.execute import ProbeRequest
+    (root / "probe_in").mkdir(parents=True, exist_ok=True)
+    (root / "probe_out").mkdir(parents=True, exist_ok=True)
+    return ProbeRequest(code=code, in_dir=root / "probe_in", out_dir=root / "probe_out")
+
+
+def test_a_probe_that_timed_out_is_never_stored_nor_reused(tmp_path):
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return execute_notebook(*args, **kwargs)
+
+    cache = tmp_path / "cache"
+    settings = ExecSettings(cell_timeout_s=20, notebook_timeout_s=60, probe_timeout_s=2)
+    slow = "import time\ntime.sleep(30)"
+    a = workdir(tmp_path, "a", "x = 1")
+    b = workdir(tmp_path, "b", "x = 1")
+    run_a, reused_a = cached_execute(cache, a / "work.ipynb", a, settings, {}, [], _probe(tmp_path / "a", slow), counting)
+    assert run_a.status == "completed" and run_a.probe.status == "timeout", (run_a.status, run_a.probe)
+    assert not (cache / "runs").exists() or not any((cache / "runs").iterdir())
+    run_b, reused_b = cached_execute(cache, b / "work.ipynb", b, settings, {}, [], _probe(tmp_path / "b", slow), counting)
+    assert (reused_a, reused_b) == (False, False) and len(calls) == 2
+    assert run_b.probe.status == "timeout"
+
+
+def test_a_stored_run_whose_probe_did_not_finish_is_not_reused(tmp_path):
+    import json
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return execute_notebook(*args, **kwargs)
+
+    cache = tmp_path / "cache"
+    settings = ExecSettings(cell_timeout_s=20, notebook_timeout_s=60, probe_timeout_s=20)
+    a = workdir(tmp_path, "a", "x = 1")
+    b = workdir(tmp_path, "b", "x = 1")
+    c = workdir(tmp_path, "c", "x = 1")
+    probe = lambda name: _probe(tmp_path / name, "pass")  # noqa: E731
+    run_a, _ = cached_execute(cache, a / "work.ipynb", a, settings, {}, [], probe("a"), counting)
+    assert run_a.probe.status == "ok"
+    [entry] = list((cache / "runs").iterdir())
+    # An entry whose probe timed out (as an older grader stored them) is run again, not reused.
+    meta = entry / "run.json"
+    data = json.loads(meta.read_text())
+    data["probe"] = {"status": "timeout", "seconds": 2.0, "error": "the probe ran longer than 2 s"}
+    meta.write_text(json.dumps(data))
+    run_b, reused_b = cached_execute(cache, b / "work.ipynb", b, settings, {}, [], probe("b"), counting)
+    assert reused_b is False and run_b.probe.status == "ok" and len(calls) == 2
+    # The fresh, complete run replaced it and is what the next identical notebook gets.
+    run_c, reused_c = cached_execute(cache, c / "work.ipynb", c, settings, {}, [], probe("c"), counting)
+    assert reused_c is True and run_c.probe.status == "ok" and len(calls) == 2

@@ -375,7 +375,8 @@ def test_training_steps_are_labelled_with_the_count_the_notebook_shows_for_their
              train.format(n=2), "md:## later", "x = 1", train.format(n=3)]
     code = ("import json, _grader_instrument as gi\n"
             "json.dump([gi.INSTANCE.runs[0].cells, sorted(gi.INSTANCE.runs[0].snapshots)], open('/grader/out/c.json', 'w'))")
-    run = _run(tmp_path, cells, prelude=PRELUDE, probe=ProbeRequest(code=code, in_dir=in_dir, out_dir=out_dir))
+    run = _run(tmp_path, cells, prelude=PRELUDE.format(n_params=8),
+               probe=ProbeRequest(code=code, in_dir=in_dir, out_dir=out_dir))
     assert run.status == "completed" and run.probe.status == "ok", (run.message, run.probe.error)
     nb = nbformat.read(str(run.executed_path), as_version=4)
     counts = {i: c.execution_count for i, c in enumerate(nb.cells) if c.cell_type == "code"}

@@ -20,6 +20,7 @@ from grader.tables import load_staff_scores, load_times
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_submissions"
+SAMPLE_TABLES = REPO / "sample_tables"      # named by `make grade` (--tables); never beside the zips
 EXPECTED = SAMPLES / "expected.csv"
 CORPUS = REPO / "tests" / "corpus"
 COURSE_RUBRIC = REPO / "rubrics" / "hw2_course.toml"
@@ -44,8 +45,8 @@ def test_every_sample_has_an_expectation():
 
 @pytest.fixture(scope="module")
 def graded(grade_zip, hw2_rubric):
-    times = load_times(SAMPLES / "submission_times.csv")
-    staff = load_staff_scores(SAMPLES / "staff_scores.csv", {i.id for i in hw2_rubric.items if i.kind == "staff"})
+    times = load_times(SAMPLE_TABLES / "submission_times.csv")
+    staff = load_staff_scores(SAMPLE_TABLES / "staff_scores.csv", {i.id for i in hw2_rubric.items if i.kind == "staff"})
     return {p.name: grade_zip(p, hw2_rubric, on_time=False, times=times, staff_scores=staff)
             for p in find_submissions(SAMPLES)}
 

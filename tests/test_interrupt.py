@@ -62,11 +62,11 @@ def test_sigterm_stops_the_batch_and_keeps_finished_records(tmp_path):
         nb.cells = [nbformat.v4.new_code_cell(code)]
         with zipfile.ZipFile(subs / f"{net_id}.zip", "w") as zf:
             zf.writestr("work.ipynb", nbformat.writes(nb))
-    (subs / "submission_times.csv").write_text("net_id,submitted_at\naa111,2025-10-05T20:00:00-04:00\n"
-                                               "bb222,2025-10-05T20:00:00-04:00\n")
+    times = tmp_path / "submission_times.csv"
+    times.write_text("net_id,submitted_at\naa111,2025-10-05T20:00:00-04:00\nbb222,2025-10-05T20:00:00-04:00\n")
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "grader.cli", "grade", str(subs), "--rubric",
-                             str(tmp_path / "stop.toml"), "--out", str(out)],
+                             str(tmp_path / "stop.toml"), "--out", str(out), "--times", str(times)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and not (out / "records" / "aa111.zip.json").exists():

@@ -128,14 +128,17 @@ def graded(tmp_path_factory):
     (subs / "ff666.zip").write_bytes(b"this is not a zip file")
     # The PDF is a renamed text file; the notebook is missing.
     make_zip(subs / "gg777.zip", {"theory.pdf": b"my answers in plain text\n"})
-    (subs / "submission_times.csv").write_text(
+    tables = root / "course"     # the staff's tables folder, named with --tables (never beside the zips)
+    tables.mkdir()
+    (tables / "submission_times.csv").write_text(
         "net_id,submitted_at\n"
         "aa111,2025-10-05T20:00:00-04:00\nbb222,2025-10-05T23:59:00-04:00\ncc333,2025-10-05T10:00:00-04:00\n"
         "dd444,2025-10-06T02:59:00-04:00\nee555,2025-10-07T05:59:00-04:00\nff666,2025-10-05T10:00:00-04:00\n"
         "gg777,2025-10-05T10:00:00-04:00\nhh888,2025-10-05T10:00:00-04:00\n")
-    (subs / "staff_scores.csv").write_text("net_id,theory.q1\naa111,3\n")
+    (tables / "staff_scores.csv").write_text("net_id,theory.q1\naa111,3\n")
     out = root / "out"
-    rc = cli_main(["grade", str(subs), "--rubric", str(root / "mini.toml"), "--out", str(out)])
+    rc = cli_main(["grade", str(subs), "--rubric", str(root / "mini.toml"), "--out", str(out),
+                   "--tables", str(tables)])
     assert rc == 0
     grades = pd.read_csv(out / "grades.csv", dtype={"net_id": str}).set_index("net_id")
     return out, grades

@@ -10,7 +10,11 @@ mode = "classify": the generator returns {inputs = Tensor (N, ...), labels = Ten
   argmax over the last axis of what comes back (or the values, if integer).
 mode = "cases": the generator returns a list of {args = [...], target = ..., group = "..."};
   the probe calls ``target(*args)`` (or the method) per case; ``scorer`` ("module:function",
-  (student output, target) -> (correct, counted)) scores each, or exact equality.
+  (student output, target) -> (correct, counted)) scores each, or exact equality. A case may
+  carry ``alt_args``, the same data in another form the assignment allows, tried when ``args``
+  raise (a note in the feedback says so). Without ``method`` the object itself is called: for
+  a model, its forward pass on the grader's inputs against the grader's hidden targets, which
+  is what earns accuracy points (a helper such as ``test_run`` can compute an answer by rule).
 
 Params: mode, generator_args, method, transform, batch_size, eval (default true),
   min_accuracy (0..1), per_group (every group must reach min_accuracy), scorer,
@@ -119,6 +123,9 @@ class Behaviour:
             plan.private[item.id] = {"labels": data["labels"].detach().clone()}
         else:
             action["cases"] = [encode(list(c["args"]), tensors) for c in data]
+            if any("alt_args" in c for c in data):
+                action["alt_cases"] = [encode(list(c["alt_args"]), tensors) if "alt_args" in c else None
+                                       for c in data]
             plan.private[item.id] = {"cases": [{"target": c["target"], "group": c.get("group")} for c in data]}
         torch.save(tensors, plan.in_dir / f"{item.id}.pt")
         return [action]
@@ -155,6 +162,7 @@ class Behaviour:
             scorer = resolve(p["scorer"], ctx.reference_dir) if p.get("scorer") else None
             got = answer.data.get("cases")
             got = got if type(got) is list else []
+            alternative = 0
             for i, case in enumerate(priv["cases"]):
                 g = got[i] if i < len(got) and type(got[i]) is dict else {}
                 key = str(case["group"]) if case["group"] is not None else "all"
@@ -165,6 +173,7 @@ class Behaviour:
                     if scorer is not None:
                         n = _score(scorer, None, case["target"])[1]
                 else:
+                    alternative += g.get("alternative") is True
                     value = answer.value(g, "out")
                     if scorer is not None:
                         c, n = _score(scorer, value, case["target"])
@@ -179,6 +188,10 @@ class Behaviour:
         overall = total_c / total_n if total_n else 0.0
         lines = {"accuracy": (overall >= need, f"accuracy on the grader's {self._count(priv)} fresh inputs is "
                                                f"{overall:.3f}, needs at least {need:g}")}
+        if p.get("mode", "classify") != "classify" and alternative:
+            ok, msg = lines["accuracy"]
+            lines["accuracy"] = (ok, msg + f"; note: `{item.target}` took the inputs in the other form the "
+                                           f"assignment allows ({alternative} of {len(priv['cases'])} batches)")
         if p.get("per_group") or any(g != "all" for g in groups):
             low = [(k, c / n if n else 0.0) for k, (c, n) in sorted(groups.items()) if (c / n if n else 0.0) < need]
             lines["all_groups"] = (not low, "below the threshold: " + ", ".join(f"{k}: {a:.3f}" for k, a in low[:8]))

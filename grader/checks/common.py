@@ -16,6 +16,8 @@ from grader.checks.compare import MISSING, Opaque
 from grader.rubric import Item, RubricError, Subcheck
 
 MAX_ANSWER_BYTES = 20 << 20
+# Tensors may hold a training's weights before every step (the instrument keeps at most 128 MB).
+MAX_TENSOR_BYTES = 192 << 20
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
           "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
 DISTS = ("normal", "uniform", "randint", "onehot", "arange")
@@ -431,8 +433,8 @@ class Answer:
         return decode(holder[key], self.tensors) if type(holder) is dict and key in holder else MISSING
 
 
-def _read_regular(path: Path) -> bytes | None:
-    if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_ANSWER_BYTES:
+def _read_regular(path: Path, limit: int = MAX_ANSWER_BYTES) -> bytes | None:
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > limit:
         return None
     return path.read_bytes()
 
@@ -459,7 +461,7 @@ def load_answer(probe_dir: Path | None, item_id: str) -> Answer:
     pt = probe_dir / f"{item_id}.pt"
     if pt.exists() or pt.is_symlink():
         try:
-            raw = _read_regular(pt)
+            raw = _read_regular(pt, MAX_TENSOR_BYTES)
             if raw is None:
                 return Answer(data, problem="the probe's tensor file is not a regular file of sensible size")
             import io

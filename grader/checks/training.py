@@ -16,7 +16,9 @@ shared training functions counts like any other: steps are observed wherever the
 ``params.measure``:
   "spikes"        the run is the released one (parameter count, initial weights, first batch
                   and data stream as the reference, at least ``min_epochs``) and the
-                  spike detector (``params.detector``) finds no spike in its per-step loss
+                  spike detector (``params.detector``) finds no spike in its per-step loss,
+                  recomputed here (grader/checks/replay.py) from the weights before each
+                  step; a back-propagated value that disagrees is tampering (0, review)
   "accuracy"      the run's model, with its weights at the end of the section's training cell,
                   classifies the grader's held-out batches (``heldout``) at least ``min_accuracy``
   "extra_credit"  plots after the training cell, a second run of the same model (before/after)
@@ -26,7 +28,11 @@ Other params: section (heading regex), n_parameters, steps_per_epoch, min_epochs
 stream_epochs, reference_initial ("module:function" -> state_dict), reference_data
 ("module:function"(config=...) -> (train, test) generators), reference_config
 ("module:NAME", a dataclass with ``data_seed``), reference_released ("module:function" -> the
-released training's per-step losses), heldout {batches, seed_offset},
+released training's per-step losses), reference_model ("module:function" -> a fresh module of the
+released class), reference_batches ("module:function" -> iterator of (input, target), the released
+stream's batches in order), reference_loss ("module:function"(model, input, target) -> the batch
+loss), batch_pool (how many stream batches may be generated to find a run's batches),
+heldout {batches, seed_offset},
 min_accuracy, min_images, evidence {gradients = [regex], weights = [regex]}, requires.
 
 Spike detector: after learning starts (the first epoch whose mean batch loss is below
@@ -51,12 +57,14 @@ from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, re
 from grader.checks.common import Params, item_seed, load_answer, resolve
 from grader.checks.gating import required
 from grader.checks.notebook_text import plain, read_cells, section
+from grader.checks.replay import BatchPool, Replay, replay
 from grader.rubric import Item
 
 MEASURES = ("spikes", "accuracy", "extra_credit")
 KEYS = {"measure", "section", "n_parameters", "steps_per_epoch", "min_epochs", "stream_epochs",
         "reference_initial", "reference_data", "reference_config", "heldout", "min_accuracy",
-        "min_images", "evidence", "detector", "requires", "curve_digits", "reference_released"}
+        "min_images", "evidence", "detector", "requires", "curve_digits", "reference_released",
+        "reference_model", "reference_batches", "reference_loss", "batch_pool"}
 DETECTOR = {"learned_below": 1.2, "window": 5, "rise": 0.3, "ceiling": math.log(4), "review_margin": 0.25}
 
 # Loaded from its file, not imported by name, so a module the notebook planted in
@@ -64,7 +72,7 @@ DETECTOR = {"learned_below": 1.2, "window": 5, "rise": 0.3, "ceiling": math.log(
 PRELUDE = ("import importlib.util as _gu, sys as _gsy\n"
            "_gs = _gu.spec_from_file_location('_grader_instrument', '/grader/probe/hw_instrument.py')\n"
            "_gm = _gu.module_from_spec(_gs)\n_gsy.modules['_grader_instrument'] = _gm\n"
-           "try:\n    _gs.loader.exec_module(_gm)\n    _gm.install()\n"
+           "try:\n    _gs.loader.exec_module(_gm)\n    _gm.install(trajectory_sizes=[{n_params}])\n"
            "finally:\n    del _gu, _gsy, _gs, _gm\n")
 
 
@@ -294,11 +302,14 @@ class Training:
             raise p.err("steps_per_epoch", "expected a positive integer")
         required(item)
         if measure == "spikes":
-            for key in ("reference_initial", "reference_data", "reference_config"):
+            for key in ("reference_initial", "reference_data", "reference_config", "reference_model",
+                        "reference_batches", "reference_loss"):
                 v = p.str(key, required=True)
                 if ":" not in v:
                     raise p.err(key, "expected \"package.module:name\"")
             p.int("min_epochs", 1), p.int("stream_epochs", 1), p.int("curve_digits", 4)
+            if (p.int("batch_pool", 1) or 0) < 1:
+                raise p.err("batch_pool", "expected a positive integer")
             det = p.table("detector")
             unknown = set(det) - set(DETECTOR)
             if unknown:
@@ -331,12 +342,15 @@ class Training:
                         raise p.err(f"evidence.{k}", f"not a valid regular expression: {rx!r}") from None
 
     def prelude(self, item: Item) -> str:
-        return PRELUDE
+        # Every training item of a rubric names the same model size, so the preludes are one.
+        return PRELUDE.format(n_params=int(item.params["n_parameters"]))
 
     def probe_actions(self, item: Item, plan: PlanContext | None = None) -> list[dict]:
         p = item.params
         action = {"action": "training", "item": item.id, "n_params": int(p["n_parameters"]),
                   "batches": int(p.get("stream_epochs", 0)) * int(p["steps_per_epoch"])}
+        if p["measure"] == "spikes":
+            action["trajectory"] = True
         if p["measure"] == "accuracy":
             if plan is None:
                 raise ValueError("the accuracy measure needs a plan context")
@@ -374,9 +388,8 @@ class Training:
         if obs.run is None:
             return result(item, [SubResult("all", 0.0, item.points, _none_observed(item, obs))])
         run = obs.run
-        loss_all = run.get("loss") if type(run.get("loss")) is list else []
-        loss = [loss_all[i] if i < len(loss_all) and isinstance(loss_all[i], (int, float)) else None
-                for i in obs.steps]
+        rep = _replay(item, ctx, run, answer, obs.steps)
+        loss = [None] * len(obs.steps) if isinstance(rep, str) else rep.loss
         det = detect(loss, spe, p.get("detector"))
         observed = (f"observed {det.steps} optimizer steps ({det.steps / spe:g} epochs of {spe} batches, "
                     f"{run.get('optimizer')}) in the section's cells")
@@ -397,12 +410,32 @@ class Training:
                 why += (f"; the largest sustained rise, {det.worst_rise:.2f}, is also close to the threshold of "
                         f"{params['rise']:g}: staff will look at the curve")
             return result(item, [SubResult("all", 0.0, item.points, why)], review=borderline, data=data)
+        if isinstance(rep, str):
+            return result(item, [SubResult("all", 0.0, item.points, f"{observed}; the grader could not recompute "
+                                            f"the training's losses: {rep}")], review=True, data=data)
+        if rep.tampered:
+            if rep.disagree:
+                step, got, want = rep.disagree[0]
+                data["recorded_disagrees"] = len(rep.disagree)
+                why = (f"the value the notebook back-propagated differs from the batch loss the grader computes "
+                       f"with the same weights on the same batch at {len(rep.disagree)} of {det.steps} steps "
+                       f"(first at step {step + 1}: {got:.4g} back-propagated, {want:.4g} computed), so the "
+                       f"recorded curve is not the training's")
+            else:
+                why = f"{rep.fabricated}: the record of the training was altered"
+            msg = (f"{observed}; {why}. The item scores 0 and goes to staff (a loss with a deliberate extra "
+                   f"term is for them to accept)")
+            return result(item, [SubResult("all", 0.0, item.points, msg)], message=msg, review=True, data=data)
         review = False
         notes = []
         if det.missing > 0.05 * max(det.steps, 1):
             return result(item, [SubResult("all", 0.0, item.points, f"{observed}, but the loss of {det.missing} "
-                                            "training batches was not observed (the grader reads the value "
-                                            "passed to backward)")], review=True, data=data)
+                                            "training batches could not be recomputed: their inputs are not "
+                                            "batches of the released data stream")], review=True, data=data)
+        if rep.last_weights_differ:
+            review = True
+            notes.append("the weights after the last step are not those of the model at the end of its cell "
+                         "(changed after training?); staff will look")
         if det.learning_epoch is None:
             return result(item, [SubResult("all", 0.0, item.points,
                                             f"{observed}: the training never learned (no epoch's mean batch loss "
@@ -554,6 +587,35 @@ class Training:
 
 
 # ---------------------------------------------------------------- reference data (trusted side)
+
+_POOLS: dict[tuple, BatchPool] = {}
+
+
+def _replay(item: Item, ctx: JudgeContext, run: dict, answer: Any, steps: list[int]) -> Replay | str:
+    """The judged steps' losses computed here from the weights the instrument handed back."""
+    p = item.params
+    traj = answer.tensors.get(f"r{run['index']}.traj")
+    shapes = run.get("shapes")
+    if traj is None:
+        return ("the weights before each step were not handed back (the training ran more steps "
+                "than the instrument keeps, or the instrument was disturbed)")
+    if type(shapes) is not list or not all(type(s) is list and all(type(d) is int and d >= 0 for d in s)
+                                           for s in shapes):
+        return "the instrument's record of the parameter shapes is not readable"
+    digests = run.get("digests") if type(run.get("digests")) is list else []
+    recorded = run.get("loss") if type(run.get("loss")) is list else []
+    key = (p["reference_batches"], str(ctx.reference_dir))
+    if key not in _POOLS:
+        limit = int(p.get("batch_pool", 4 * int(p.get("min_epochs", 1)) * int(p["steps_per_epoch"])))
+        _POOLS[key] = BatchPool(resolve(p["reference_batches"], ctx.reference_dir)(), limit)
+    model = resolve(p["reference_model"], ctx.reference_dir)()
+    loss_fn = resolve(p["reference_loss"], ctx.reference_dir)
+    after = answer.tensors.get(f"r{run['index']}.after")
+    end = answer.tensors.get(f"r{run['index']}.end")
+    return replay(traj.float(), shapes, steps, recorded, digests, model, loss_fn, _POOLS[key],
+                  after=after.float() if after is not None else None,
+                  end=end.float() if end is not None else None)
+
 
 @dataclass
 class Stream:

@@ -14,7 +14,11 @@ records, prints or plots. Installed once per kernel (standard library and torch)
   are exactly the optimizer's) and its training batches can be named;
 * IPython's execution count at each step, so the trusted side maps steps to cells
   through the executed notebook, and a snapshot of each trained model's weights at
-  the end of every cell in which it trained.
+  the end of every cell in which it trained;
+* for models of the sizes the rubric names (``trajectory_sizes``), the weights before
+  every step and after the last one, so the trusted side recomputes every batch's loss
+  itself with the reference model: the value handed to ``backward`` is only compared
+  with that recomputation, never judged.
 
 Nothing here is trusted beyond plain values; the grader decides outside the kernel.
 """
@@ -30,6 +34,7 @@ import weakref
 MAX_STEPS = 200_000            # per run; a runaway loop must not exhaust memory
 MAX_RUNS = 64
 MAX_SNAPSHOT_PARAMS = 1_000_000
+MAX_TRAJECTORY_VALUES = 32_000_000   # all runs together: 128 MB of float32 in the kernel
 NAME = "_grader_instrument"
 
 
@@ -52,11 +57,16 @@ class _Run:
         self.first_input = None
         self.snapshots: dict[int, list] = {}   # execution count -> parameter values at the cell's end
         self.dirty = False
+        self.trajectory: list | None = None    # flat weights before each step (sizes the rubric names)
+        self.digests: list[str] = []           # digest of each step's model input (those runs only)
+        self.after = None                      # flat weights after the last step
 
 
 class Instrument:
-    def __init__(self, torch) -> None:
+    def __init__(self, torch, trajectory_sizes=()) -> None:
         self.torch = torch
+        self.trajectory_sizes = {int(n) for n in trajectory_sizes}
+        self.trajectory_values = 0
         self.runs: list[_Run] = []
         self.by_opt: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
         self.pending_loss = math.nan
@@ -104,8 +114,19 @@ class Instrument:
             self.by_opt[opt] = run
             run.initial = [p.detach().clone() for p in run.params] if run.n_params <= MAX_SNAPSHOT_PARAMS else None
             run.model = self._find_model(run)
+            if run.n_params in self.trajectory_sizes:
+                run.trajectory = []
         if len(run.loss) >= MAX_STEPS:
             return
+        if run.trajectory is not None:
+            # Over the budget, the oldest other run gives its record up: the last run is the fix.
+            while self.trajectory_values + run.n_params > MAX_TRAJECTORY_VALUES and self._evict(run):
+                pass
+            if self.trajectory_values + run.n_params <= MAX_TRAJECTORY_VALUES:
+                run.trajectory.append(self._flat(run))
+                self.trajectory_values += run.n_params
+            else:
+                run.trajectory.append(None)
         total_norm = self._grad_norm(opt)
         x = self.recent.get(id(run.model))[1] if run.model is not None and id(run.model) in self.recent else None
         if run.first_input is None and x is not None and not run.loss and x.numel() <= 1_000_000:
@@ -116,9 +137,24 @@ class Instrument:
         lr = opt.param_groups[0].get("lr", math.nan) if opt.param_groups else math.nan
         run.lr.append(float(lr) if isinstance(lr, (int, float)) else math.nan)
         run.batch.append(fingerprint(torch, x) if x is not None else math.nan)
+        if run.trajectory is not None:
+            run.digests.append(digest(x) if x is not None else "")
         run.dirty = True
         self.pending_loss = math.nan
         self.recent.clear()
+
+    def _evict(self, keep: _Run) -> bool:
+        for other in self.runs:
+            if other is not keep and other.trajectory:
+                self.trajectory_values -= other.n_params * sum(1 for t in other.trajectory if t is not None)
+                other.trajectory, other.digests = None, []
+                return True
+        return False
+
+    def _flat(self, run: _Run):
+        torch = self.torch
+        with torch.no_grad():
+            return torch.cat([p.detach().reshape(-1).float().cpu() for p in run.params])
 
     def _grad_norm(self, opt) -> float:
         total = 0.0
@@ -140,6 +176,8 @@ class Instrument:
         run = self.by_opt.get(opt)
         if run is not None and run.gnorm:
             run.gnorm[-1] = self._grad_norm(opt)
+        if run is not None and run.trajectory is not None:
+            run.after = self._flat(run)
 
     def _find_model(self, run: _Run):
         for module, _x in self.recent.values():
@@ -187,12 +225,25 @@ class Instrument:
             entry = {"index": run.index, "optimizer": run.optimizer, "n_params": run.n_params,
                      "shapes": run.shapes, "steps": len(run.loss), "cells": _rle(run.cells),
                      "loss": _round(run.loss), "grad_norm": _round(run.gnorm), "lr": _rle(_round(run.lr)),
-                     "batch": run.batch[: int(action.get("batches", 0))],
+                     "batch": run.batch if action.get("trajectory") else run.batch[: int(action.get("batches", 0))],
                      "model_found": run.model is not None, "snapshot_cells": sorted(run.snapshots)}
             if run.n_params == want:
                 if run.initial is not None:
                     for i, t in enumerate(run.initial):
                         tensors[f"r{run.index}.init.{i}"] = t
+                if action.get("trajectory") and run.trajectory:
+                    kept = [t for t in run.trajectory if t is not None]
+                    entry["trajectory_steps"] = len(kept)
+                    entry["digests"] = run.digests
+                    if len(kept) == len(run.trajectory):
+                        tensors[f"r{run.index}.traj"] = torch.stack(kept)
+                    if run.after is not None:
+                        tensors[f"r{run.index}.after"] = run.after
+                    if run.snapshots:
+                        last = max(run.snapshots)
+                        tensors[f"r{run.index}.end"] = torch.cat([v.reshape(-1).float().cpu()
+                                                                  for v in run.snapshots[last]])
+                        entry["end_cell"] = last
                 if run.first_input is not None:
                     tensors[f"r{run.index}.input"] = run.first_input
                 if inputs is not None and run.model is not None:
@@ -244,6 +295,13 @@ def fingerprint(torch, x) -> float:
         return float((flat * idx).sum())
 
 
+def digest(x) -> str:
+    """The batch itself, exactly: a hash of its float32 bytes (the fingerprint above can collide)."""
+    import hashlib
+    data = x.detach().float().cpu().contiguous().reshape(-1).numpy().tobytes()
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
 def _round(values: list[float]) -> list:
     out = []
     for v in values:
@@ -276,7 +334,7 @@ def _replace(path: str, write) -> None:
     os.replace(tmp, path)
 
 
-def install() -> Instrument:
+def install(trajectory_sizes=()) -> Instrument:
     """Install the hooks once per kernel; the loader puts this module in sys.modules[NAME]
     first, and the probe finds the instance there after the notebook."""
     existing = sys.modules.get(NAME)
@@ -287,7 +345,7 @@ def install() -> Instrument:
     from torch.nn.modules.module import register_module_forward_pre_hook
     from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-    inst = Instrument(torch)
+    inst = Instrument(torch, trajectory_sizes)
     original_backward = torch.autograd.backward
 
     def backward(tensors, *args, **kwargs):

@@ -599,13 +599,23 @@ def behaviour(action: dict, in_dir: str, out_dir: str) -> None:
     else:
         results = []
         failures = 0
+        alternatives = action.get("alt_cases") or [None] * len(action["cases"])
         with torch.no_grad():
-            for case in action["cases"]:
+            for case, alt in zip(action["cases"], alternatives):
                 try:
                     results.append({"out": pack(fn(*_unpack(case, tensors)))})
                 except Exception:
+                    # The same data in the other form the rubric allows (letters as indices, say).
+                    error = _tb()
+                    try:
+                        if alt is None:
+                            raise RuntimeError
+                        results.append({"out": pack(fn(*_unpack(alt, tensors))), "alternative": True})
+                        continue
+                    except Exception:
+                        pass
                     failures += 1
-                    results.append({"error": _tb() if failures <= 3 else "error (as above)"})
+                    results.append({"error": error if failures <= 3 else "error (as above)"})
         answer["cases"] = results
     _finish(out_dir, item, answer, pack)
 

@@ -233,3 +233,51 @@ CASES: list[ExecCase] = [
               "    re.match(r'(a|aa)*c', 'a' * 64)\nthreading.Thread(target=hog, daemon=True).start()"),
              "completed", NONE),
 ]
+
+# ---------------------------------------------------------------- sandbox resources
+# What the kernel holds besides its folders: /dev, descriptors inherited from the grader, CPU.
+# Each cell measures from inside the kernel and asserts; a failed assert turns the run into
+# "errors" with the figures in the record. The rubric of tests/test_hostile_exec.py sets
+# tmp_mb = 64 and leaves threads at 1.
+SB_DEV = ("import errno, os\nrefused = {}\n"
+          "for p in ('/dev/x', '/dev/shm/../y', '/x', '/etc/x', '/home/x', '/content/../x'):\n"
+          "    try:\n        with open(p, 'wb') as fh:\n            fh.write(b'\\x07' * (1 << 20))\n"
+          "        refused[p] = None\n    except OSError as e:\n        refused[p] = e.errno\n"
+          "assert all(e == errno.EROFS for e in refused.values()), refused\n"
+          "st = os.statvfs('/dev/shm')\nassert st.f_blocks * st.f_frsize == 64 << 20, st\n"
+          "n = 0\ntry:\n    while n < 4096:\n        with open(f'/dev/shm/fill{n}', 'wb') as fh:\n"
+          "            fh.write(b'\\x07' * (1 << 20))\n        n += 1\n"
+          "except OSError as e:\n    assert e.errno == errno.ENOSPC, e\n"
+          "for name in os.listdir('/dev/shm'):\n    os.unlink('/dev/shm/' + name)\n"
+          "print('shm MiB', n)\nassert n <= 64, n")
+SB_FDS = ("import os\nbad, seen = [], {}\n"
+          "for pid in ('self', '1'):\n    for fd in os.listdir(f'/proc/{pid}/fd'):\n"
+          "        try:\n            target = os.readlink(f'/proc/{pid}/fd/{fd}')\n        except OSError:\n"
+          "            continue\n        seen[f'{pid}:{fd}'] = target\n        if target.startswith('/'):\n"
+          "            try:\n                a, b = os.stat(target), os.stat(f'/proc/{pid}/fd/{fd}')\n"
+          "                ok = (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)\n            except OSError:\n"
+          "                ok = False\n        else:\n            ok = target.split(':')[0] in ('pipe', 'socket', 'anon_inode')\n"
+          "        if not ok or '@OUT@' in target or '@REPO@' in target:\n            bad.append((pid, fd, target))\n"
+          "assert not bad, bad\nassert seen['1:0'] == '/dev/null', seen\n"
+          # the kernel's own stdout/stderr (bwrap's, and ipykernel's saved copies): flooded, drained
+          "chunk = b'y' * (1 << 20)\n"
+          "for key in [k for k, t in seen.items() if t == seen['1:2'] and k != 'self:2' and k != 'self:1']:\n"
+          "    pid, fd = key.split(':')\n    out = os.open(f'/proc/{pid}/fd/{fd}', os.O_WRONLY)\n"
+          "    for _ in range(64):\n        os.write(out, chunk)\n    os.close(out)\n"
+          "print(len(seen), 'descriptors, none from the host')")
+SB_CPU = ("import os, time\n"
+          "def burn(seconds):\n    end = time.monotonic() + seconds\n    while time.monotonic() < end:\n        pass\n"
+          "t0, c0 = time.monotonic(), os.times()\nkids = []\nfor _ in range(4):\n    pid = os.fork()\n"
+          "    if pid == 0:\n        burn(1.5)\n        os._exit(0)\n    kids.append(pid)\n"
+          "for pid in kids:\n    os.waitpid(pid, 0)\nc1, wall = os.times(), time.monotonic() - t0\n"
+          "cpu = (c1.children_user + c1.children_system) - (c0.children_user + c0.children_system)\n"
+          "print(f'cpu {cpu:.2f} s in {wall:.2f} s')\nassert cpu / wall <= 1.3, (cpu, wall)")
+
+CASES += [
+    ExecCase("sb01", "escape", "writes into /dev and the sandbox root; fills /dev/shm",
+             (F, SB_DEV, ANSWER), "completed", FULL),
+    ExecCase("sb02", "escape", "lists its descriptors, floods the inherited stdout/stderr",
+             (F, SB_FDS, ANSWER), "completed", FULL),
+    ExecCase("sb03", "execution", "four busy processes under threads = 1",
+             (F, SB_CPU, ANSWER), "completed", FULL),
+]

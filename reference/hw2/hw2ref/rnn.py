@@ -485,3 +485,42 @@ def test_run_format(output: object, target: dict) -> tuple[int, int]:
     seq = target["seq"]
     ok = isinstance(output, str) and len(output) == len(seq) and all(ch in ALPHABET for ch in output)
     return int(ok), 1
+
+
+def echo_forward_cases(
+    seed: int,
+    delays: Sequence[int] = (4,),
+    n_per_delay: int = 1000,
+    min_length: int = 15,
+    max_length: int = 25,
+    pass_delay: bool = False,
+) -> list[dict]:
+    """The strings of ``echo_cases`` (same seed, same strings) as batches for the model's own
+    forward pass: one batch per delay and length, one-hot (B, T, 27) with int64 delays (B,)
+    for ``pass_delay``; ``alt_args`` hold the letters as indices (B, T), for a forward that
+    embeds them. The targets stay with the grader: ``echo_forward_scorer`` reads the logits."""
+    buckets: dict[tuple[int, int], list[str]] = {}
+    for case in echo_cases(seed, delays, n_per_delay, min_length, max_length, pass_delay):
+        s, d = case["target"]["seq"], case["target"]["delay"]
+        buckets.setdefault((d, len(s)), []).append(s)
+    cases = []
+    for (d, _n), seqs in sorted(buckets.items()):
+        idx = torch.stack([string_to_idx(s) for s in seqs])
+        extra = [torch.full((len(seqs),), d, dtype=torch.int64)] if pass_delay else []
+        cases.append({"args": [idx_to_onehot(idx)] + extra, "alt_args": [idx] + extra,
+                      "target": {"seqs": seqs, "delay": int(d)}, "group": f"delay={d}"})
+    return cases
+
+
+def echo_forward_scorer(output: object, target: dict) -> tuple[int, int]:
+    """(correct, counted) letters of one batch from the model's logits (B, T, 27) (the first
+    such tensor when the forward returns several); anything else scores 0."""
+    seqs, delay = target["seqs"], target["delay"]
+    counted = sum(max(len(s) - delay, 0) for s in seqs)
+    candidates = list(output) if isinstance(output, (tuple, list)) else [output]
+    shape = (len(seqs), len(seqs[0]), N_CLASSES)
+    logits = next((o for o in candidates if isinstance(o, Tensor) and tuple(o.shape) == shape), None)
+    if logits is None:
+        return 0, counted
+    pred = logits.argmax(-1)
+    return sum(echo_score(idx_to_string(p), s, delay)[0] for p, s in zip(pred, seqs)), counted

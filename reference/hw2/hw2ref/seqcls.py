@@ -360,3 +360,44 @@ def released_step_loss() -> list[float]:
     finally:
         torch.set_num_threads(threads)
         np.random.set_state(state)
+
+
+# --------------------------------------------------------------------------- the grader's recomputation
+def section8_fresh_model(config: Section8Config = SECTION8) -> SimpleLSTM:
+    """A Section 8 model for the grader to load recorded weights into (the global RNG is left
+    as it was)."""
+    state = torch.random.get_rng_state()
+    try:
+        return section8_model(config)
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def section8_batches(config: Section8Config = SECTION8, support_dir: Path = SUPPORT_DIR):
+    """Every batch Section 8's generators hand out, in order, as (input, class index).
+
+    Both generators reseed numpy with the same seed and draw each batch from the one global
+    stream, and both draw batches alike (same difficulty, same batch size), so the batches
+    of a training are a subsequence of these, however often it evaluates in between. The
+    stream is generated on a state of its own: the caller's numpy state is left as it was.
+    """
+    outer = np.random.get_state()
+    try:
+        train, _test = section8_generators(config, support_dir)
+        own = np.random.get_state()
+    finally:
+        np.random.set_state(outer)
+    while True:
+        outer = np.random.get_state()
+        try:
+            np.random.set_state(own)
+            x, y = train[0]
+            own = np.random.get_state()
+        finally:
+            np.random.set_state(outer)
+        yield torch.from_numpy(x).float(), torch.from_numpy(y).argmax(dim=1)
+
+
+def section8_batch_loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The loss Section 8 back-propagates: cross-entropy of the last step's output."""
+    return nn.functional.cross_entropy(model(x)[:, -1, :], target)
