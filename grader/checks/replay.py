@@ -14,7 +14,6 @@ target)`` -> the batch loss as the assignment defines it.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
