@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import uuid
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
@@ -37,7 +39,10 @@ def _hash_tree(h: "hashlib._Hash", root: Path) -> None:
 
 def run_key(nb_path: Path, workdir: Path, settings: ExecSettings, env: dict[str, str],
             mounts: list[tuple[Path, str]], probe: ProbeRequest | None, prelude: str | None = None,
-            python_path: list[str] | None = None, before_cells: dict[int, str] | None = None) -> str:
+            python_path: list[str] | None = None, before_cells: dict[int, str] | None = None,
+            probe_digest: str | None = None) -> str:
+    """``probe_digest``: the digest of the probe's input folder when the caller already has it
+    (grader/planning.py), instead of hashing the folder again."""
     h = hashlib.sha256()
     for name in CODE_FILES:
         h.update((GRADER / name).read_bytes())
@@ -49,11 +54,14 @@ def run_key(nb_path: Path, workdir: Path, settings: ExecSettings, env: dict[str,
                          sorted((int(k), v) for k, v in (before_cells or {}).items())], sort_keys=True).encode())
     _hash_tree(h, workdir)              # the notebook and its support files
     if probe is not None:
-        _hash_tree(h, Path(probe.in_dir))
+        if probe_digest is not None:
+            h.update(probe_digest.encode())
+        else:
+            _hash_tree(h, Path(probe.in_dir))
     return h.hexdigest()
 
 
-def _load_run(data: dict) -> NotebookRun:
+def load_run(data: dict) -> NotebookRun:
     data = dict(data)
     data["cells"] = [CellResult(**c) for c in data["cells"]]
     data["probe"] = ProbeResult(**data["probe"]) if data.get("probe") else None
@@ -82,8 +90,10 @@ def cached_execute(cache_dir: Path | None, nb_path: Path, workdir: Path, setting
                    env: dict[str, str], mounts: list[tuple[Path, str]], probe: ProbeRequest | None,
                    execute: Callable[..., NotebookRun], prelude: str | None = None,
                    python_path: list[str] | None = None,
-                   before_cells: dict[int, str] | None = None) -> tuple[NotebookRun, bool]:
-    """Run ``execute`` or reuse an identical earlier run; returns (run, reused)."""
+                   before_cells: dict[int, str] | None = None,
+                   key: str | None = None) -> tuple[NotebookRun, bool]:
+    """Run ``execute`` or reuse an identical earlier run; returns (run, reused). ``key``: the
+    run's ``run_key`` when the caller computed it already."""
     extra: dict = {"prelude": prelude} if prelude else {}
     if python_path:
         extra["python_path"] = list(python_path)
@@ -91,13 +101,13 @@ def cached_execute(cache_dir: Path | None, nb_path: Path, workdir: Path, setting
         extra["before_cells"] = dict(before_cells)
     if cache_dir is None:
         return execute(nb_path, workdir, settings, env=env, ro_mounts=mounts, probe=probe, **extra), False
-    key = run_key(nb_path, workdir, settings, env, mounts, probe, prelude, python_path, before_cells)
+    key = key or run_key(nb_path, workdir, settings, env, mounts, probe, prelude, python_path, before_cells)
     entry = cache_dir / "runs" / key
     meta = entry / "run.json"
     run = None
     if meta.is_file():
         try:
-            run = _load_run(json.loads(meta.read_text()))
+            run = load_run(json.loads(meta.read_text()))
         except (OSError, ValueError, TypeError, KeyError):
             shutil.rmtree(entry, ignore_errors=True)
     if run is not None and not reusable(run, probe):
@@ -118,8 +128,8 @@ def cached_execute(cache_dir: Path | None, nb_path: Path, workdir: Path, setting
             pass
     run = execute(nb_path, workdir, settings, env=env, ro_mounts=mounts, probe=probe, **extra)
     if reusable(run, probe):
-        tmp = entry.with_name(entry.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        # A name of its own: parallel workers may store the same key at once.
+        tmp = entry.with_name(f".{entry.name}.{uuid.uuid4().hex}.tmp")
         tmp.mkdir(parents=True)
         if probe is not None and Path(probe.out_dir).is_dir():
             shutil.copytree(probe.out_dir, tmp / "probe_out")
@@ -127,5 +137,8 @@ def cached_execute(cache_dir: Path | None, nb_path: Path, workdir: Path, setting
             shutil.copy2(run.executed_path, tmp / "executed.ipynb")
         write_atomic(tmp / "run.json", json.dumps(to_jsonable(run)))
         shutil.rmtree(entry, ignore_errors=True)
-        tmp.rename(entry)
+        try:
+            os.replace(tmp, entry)
+        except OSError:          # another worker stored the same run first: theirs stands
+            shutil.rmtree(tmp, ignore_errors=True)
     return run, False

@@ -38,6 +38,9 @@ class Record:
     inputs_digest: str = ""     # what the grade depends on besides the zip; see runner.inputs_digest
     flags: dict[str, str] = field(default_factory=dict)   # why staff should look at the whole record,
                                 # set by the batch from all its records (batch.flag_duplicates)
+    judged: dict[str, dict[str, Any]] = field(default_factory=dict)   # item id -> {"digest", "result"}:
+                                # the item's own finding before gating, kept so that a regrade
+                                # re-judges only the items whose inputs or rubric entry changed
     schema: int = SCHEMA
     complete: bool = True       # False only while a record is being rebuilt
 

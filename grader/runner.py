@@ -19,17 +19,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from grader import artifacts
 from grader import deadline as deadline_stage
 from grader import devices, limits as limits_stage
-from grader.cache import cached_execute
+from grader.cache import cached_execute, run_key
 from grader.checks import KINDS, ItemResult, JudgeContext
-from grader.checks.base import PlanContext, not_run
+from grader.checks.base import SubResult, not_run
 from grader.checks.gating import apply_requires
 from grader.diagnose import diagnose, excused_cells
 from grader.execute import ExecSettings, NotebookRun, ProbeRequest, execute_notebook
 from grader.intake import IntakePolicy, IntakeResult, intake
 from grader.record import Record, safe_key, to_jsonable, zip_key
-from grader.rubric import Part, Rubric
+from grader.planning import item_json, plan_part, tree_digest
+from grader.rubric import Item, Part, Rubric
 from grader.score import Penalty, score
 
 # Loaded from its file, not imported by name, so a module the notebook planted in
@@ -55,6 +57,8 @@ class GradeSettings:
     reuse_runs: bool = True                          # identical notebook + inputs -> reuse the run (grader/cache.py)
     device: str = "auto"                             # auto | cpu | cuda:N (grader/devices.py)
     calibration_s: float | None = None               # the machine's calibration (grader/limits.py); None: measure once
+    artifacts_dir: Path | None = None                # keep each run here (grader/artifacts.py) for regrades
+    force: bool = False                              # run every notebook again, whatever was kept
 
 
 def time_limits(rubric: Rubric, settings: GradeSettings) -> limits_stage.Limits:
@@ -125,26 +129,50 @@ def sha256(path: Path) -> str | None:
     return h.hexdigest()
 
 
+_VERSION: list[str] = []
+
+
+def grader_version() -> str:
+    """The package version and a digest of the grader's own code: a record graded by other code
+    is not current (it is regraded, from its kept runs where they still stand)."""
+    if not _VERSION:
+        try:
+            from importlib.metadata import version
+            v = version("hw2-grader")
+        except Exception:
+            v = "0"
+        _VERSION.append(f"{v}+{tree_digest(Path(__file__).resolve().parent)[:12]}")
+    return _VERSION[0]
+
+
 def inputs_digest(rubric: Rubric, settings: GradeSettings, net_id: str) -> str:
     """What a record depends on besides the zip: a changed time, extension, staff score or
     limit makes an earlier record stale."""
-    parts = [rubric.digest, net_id, str(settings.times.get(net_id)), str(settings.extensions.get(net_id)),
+    parts = [rubric.digest, grader_version(), net_id, str(settings.times.get(net_id)),
+             str(settings.extensions.get(net_id)),
              json.dumps(settings.staff_scores.get(net_id, {}), sort_keys=True),
              str(settings.cell_timeout_s), str(settings.notebook_timeout_s)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def grade_submission(zip_path: Path, rubric: Rubric, settings: GradeSettings) -> Record:
-    """Grade one submission; never raises for anything a submission can contain."""
+def grade_submission(zip_path: Path, rubric: Rubric, settings: GradeSettings,
+                     previous: Record | None = None) -> Record:
+    """Grade one submission; never raises for anything a submission can contain.
+
+    ``previous``: this zip's earlier record (same content), whose kept runs and item findings
+    are reused where nothing they depend on changed (a regrade), unless ``settings.force``."""
     zip_path = Path(zip_path)
     started = time.monotonic()
+    trusted_side_threads()
     record = Record(net_id=safe_key(zip_path.stem).lower(), zip_name=zip_path.name,
                     zip_sha256=sha256(zip_path), status="error", reason="",
                     rubric={"name": rubric.name, "digest": rubric.digest},
                     graded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     work = settings.work_dir / zip_key(zip_path.name)
+    if previous is not None and (settings.force or previous.zip_sha256 != record.zip_sha256):
+        previous = None
     try:
-        _grade(zip_path, rubric, settings, record, work)
+        _grade(zip_path, rubric, settings, record, work, previous)
     except Exception as e:  # a grader bug must not stop the batch or lose the student
         record.status = "error"
         record.reason = "the grader failed on this submission; course staff will look at it"
@@ -159,7 +187,31 @@ def grade_submission(zip_path: Path, rubric: Rubric, settings: GradeSettings) ->
     return record
 
 
-def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Record, work: Path) -> None:
+def trusted_side_threads() -> None:
+    """The grader's own torch work (references, replays of Section 8-style trainings) is many
+    small ops: threads only cost there, and beside running kernels OpenMP threads oversubscribe
+    the cores (a small LSTM batch: 2.8 ms on one thread, 378 ms on two beside busy kernels)."""
+    import torch
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+def error_record(zip_path: Path, rubric: Rubric, settings: GradeSettings, why: str) -> Record:
+    """The record of a submission the grading machinery itself failed on (a worker died)."""
+    record = Record(net_id=safe_key(Path(zip_path).stem).lower(), zip_name=Path(zip_path).name,
+                    zip_sha256=sha256(Path(zip_path)), status="error",
+                    reason="the grader failed on this submission; course staff will look at it",
+                    rubric={"name": rubric.name, "digest": rubric.digest},
+                    graded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    record.warnings.append(f"internal error: {why}")
+    record.score = to_jsonable(score(rubric, [], [], rejected=True))
+    record.inputs_digest = inputs_digest(rubric, settings, record.net_id)
+    record.complete = False       # graded again by the next run of the batch
+    return record
+
+
+def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Record, work: Path,
+           previous: Record | None) -> None:
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -223,8 +275,10 @@ def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Reco
                 else:
                     items.append(KINDS[i.kind].judge(i, ctx))
             continue
-        run, ctx = _run_notebook(part, path, rubric, settings, run_settings, work, datasets, staff, got.net_id)
-        record.notebooks[part.id] = to_jsonable(run)
+        kept = previous.notebooks.get(part.id) if previous is not None else None
+        run, ctx, key = _run_notebook(part, path, rubric, settings, run_settings, work, datasets, staff,
+                                      got.net_id, record.zip_sha256, kept)
+        record.notebooks[part.id] = {**to_jsonable(run), "run_key": key}
         notes = diagnose(run.executed_path, record.notebooks[part.id]["cells"], run.device,
                          rubric.execution.packages)
         record.notebooks[part.id]["notes"] = to_jsonable(notes)
@@ -232,7 +286,8 @@ def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Reco
         if not executable(run, rubric.execution.test_failures, excused_cells(notes)):
             not_executable.append(f"{part.file}: {run.message}")
         t0 = time.monotonic()
-        items += apply_requires(part_items, [KINDS[i.kind].judge(i, ctx) for i in part_items])
+        found = [_judge(i, ctx, key, rubric, staff, record, previous) for i in part_items]
+        items += apply_requires(part_items, found)
         if run.probe is not None:
             record.timing[f"{part.id}_probe_s"] = round(run.probe.seconds, 3)
         record.timing[f"{part.id}_checks_s"] = round(time.monotonic() - t0 + ctx.plan_s, 3)
@@ -252,8 +307,10 @@ def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Reco
 
 
 def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSettings, run_settings: ExecSettings,
-                  work: Path, datasets: dict[str, Path], staff: dict[str, float],
-                  net_id: str) -> tuple[NotebookRun, JudgeContext]:
+                  work: Path, datasets: dict[str, Path], staff: dict[str, float], net_id: str,
+                  zip_sha256: str | None, kept: dict | None) -> tuple[NotebookRun, JudgeContext, str]:
+    """Run the part's notebook (or take this submission's kept run of it: same key), then the
+    context its items are judged in; returns (run, context, run key)."""
     run_dir = work / "run" / part.id
     run_dir.mkdir(parents=True)
     for s in part.support:
@@ -269,20 +326,18 @@ def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSetting
               for m in part.mounts]
 
     part_items = rubric.items_of(part.id)
-    # Inputs are generated here, from the secret seed, on the trusted side; what judging
-    # needs (reference results, labels) stays in memory and never enters the sandbox.
-    probe_in = work / "probe_in" / part.id
-    probe_in.mkdir(parents=True)
-    plan = PlanContext(seed=settings.seed, in_dir=probe_in, reference_dir=rubric.reference_dir)
+    # Inputs are generated on the trusted side from the secret seed, once per process
+    # (grader/planning.py); what judging needs (reference results, labels) stays in memory
+    # and never enters the sandbox.
     t0 = time.monotonic()
-    actions = [a for i in part_items for a in KINDS[i.kind].probe_actions(i, plan)]
-    plan_s = time.monotonic() - t0
+    plan = plan_part(part.id, list(part_items), settings.seed, rubric.reference_dir,
+                     lambda item, ctx: KINDS[item.kind].probe_actions(item, ctx))
+    plan_s = time.monotonic() - t0      # nearly 0 once the process has planned this part
     probe = None
     probe_out = work / "probe_out" / part.id
-    if actions:
+    if plan is not None:
         probe_out.mkdir(parents=True)
-        (probe_in / "plan.json").write_text(json.dumps({"seed": settings.seed % 2**31, "actions": actions}))
-        probe = ProbeRequest(code=PROBE_CODE, in_dir=probe_in, out_dir=probe_out)
+        probe = ProbeRequest(code=PROBE_CODE, in_dir=plan.in_dir, out_dir=probe_out)
     # Code a check kind needs in the kernel before the first student cell (instrumentation),
     # and the part's captures of trained objects.
     preludes = ([capture_prelude(part.captures)] if part.captures else []) + \
@@ -291,12 +346,26 @@ def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSetting
     threads = str(rubric.execution.threads)
     env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
            **devices.kernel_env(run_settings.device), **dict(part.env)}
-    run, reused = cached_execute(settings.cache_dir if settings.reuse_runs else None, nb_path, run_dir,
-                                 run_settings, env, mounts, probe, execute_notebook,
-                                 prelude=prelude, python_path=list(part.python_path),
-                                 before_cells=reseed_cells(part, nb_path))
-    if reused:  # staff-only: the feedback must not tell a student that an identical notebook exists
-        run.limits = {**run.limits, "reused_run": "identical notebook and inputs already run (grader/cache.py)"}
+    before = reseed_cells(part, nb_path)
+    key = run_key(nb_path, run_dir, run_settings, env, mounts, probe, prelude, list(part.python_path), before,
+                  probe_digest=plan.digest if plan is not None else None)
+    entry = artifacts.name(zip_sha256, key)
+    stored = None
+    if kept is not None and kept.get("run_key") == key and settings.artifacts_dir is not None:
+        stored = artifacts.load(settings.artifacts_dir, entry)
+    if stored is not None:
+        run, probe_dir = stored.run, stored.probe_dir
+        run.limits = {**run.limits, "regraded": "judged again from this submission's kept run; no kernel started"}
+    else:
+        run, reused = cached_execute(settings.cache_dir if settings.reuse_runs and not settings.force else None,
+                                     nb_path, run_dir, run_settings, env, mounts, probe, execute_notebook,
+                                     prelude=prelude, python_path=list(part.python_path),
+                                     before_cells=before, key=key)
+        if reused:  # staff-only: the feedback must not tell a student that an identical notebook exists
+            run.limits = {**run.limits, "reused_run": "identical notebook and inputs already run (grader/cache.py)"}
+        probe_dir = probe_out if probe else None
+        if settings.artifacts_dir is not None:
+            artifacts.save(settings.artifacts_dir, entry, run, probe_dir)
     probe_ok = run.probe is not None and run.probe.status == "ok"
     if run.probe is None or run.probe.status == "not_run":
         why = f"the notebook did not get far enough to be checked: {run.message}"
@@ -304,10 +373,56 @@ def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSetting
         why = f"the grader's check could not run after the notebook ({run.probe.status}: {run.probe.error or ''})"
     else:
         why = None
-    ctx = JudgeContext(net_id, probe_out if probe else None, probe_ok, why, staff, path,
+    ctx = JudgeContext(net_id, probe_dir if probe else None, probe_ok, why, staff, path,
                        executed_path=run.executed_path, reference_dir=rubric.reference_dir,
-                       private=plan.private, plan_s=plan_s)
-    return run, ctx
+                       private=plan.private() if plan is not None else {},
+                       plan_s=plan_s)
+    return run, ctx, key
+
+
+_CODE: dict[str, str] = {}
+
+
+def judging_code_digest(reference_dir: Path | None) -> str:
+    """What any item's judgement depends on besides its entry and its run: the check kinds'
+    code and the reference package."""
+    ref = str(reference_dir)
+    if ref not in _CODE:
+        h = hashlib.sha256(tree_digest(Path(__file__).resolve().parent / "checks").encode())
+        if reference_dir is not None and Path(reference_dir).is_dir():
+            h.update(tree_digest(Path(reference_dir)).encode())
+        _CODE[ref] = h.hexdigest()
+    return _CODE[ref]
+
+
+def judge_digest(item: Item, part: Part | None, key: str, staff: dict[str, float], reference_dir) -> str:
+    return hashlib.sha256(json.dumps([item_json(item), str(part), key, staff.get(item.id),
+                                      judging_code_digest(reference_dir)]).encode()).hexdigest()
+
+
+def _judge(item: Item, ctx: JudgeContext, key: str, rubric: Rubric, staff: dict[str, float],
+           record: Record, previous: Record | None) -> ItemResult:
+    """The item's own finding (before gating): the previous record's when its digest is the same,
+    else judged now. Kept in ``record.judged``."""
+    digest = judge_digest(item, next((p for p in rubric.parts if p.id == item.part), None), key, staff,
+                          rubric.reference_dir)
+    old = previous.judged.get(item.id) if previous is not None else None
+    found = None
+    if old is not None and old.get("digest") == digest:
+        try:
+            found = result_from_json(old["result"])
+        except (KeyError, TypeError):
+            found = None
+    if found is None:
+        found = KINDS[item.kind].judge(item, ctx)
+    record.judged[item.id] = {"digest": digest, "result": to_jsonable(found)}
+    return found
+
+
+def result_from_json(data: dict) -> ItemResult:
+    fields = dict(data)
+    subs = [SubResult(**s) for s in fields.pop("subchecks", [])]
+    return ItemResult(**fields, subchecks=subs)
 
 
 RESEED_CODE = ("import random as _gr, numpy as _gn, torch as _gt\n"
