@@ -12,7 +12,7 @@ $(BIN)/grader: pyproject.toml $(RUBRICS)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch first: the pinned wheel comes from local disk on the course machines.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,cluster]'
 	# The course's environment in the student kernel, as the rubrics declare it (execution.packages).
 	$(BIN)/pip install --quiet $$($(BIN)/grader environment $(foreach r,$(RUBRICS),--rubric $(r)) --requirements)
 	touch $@

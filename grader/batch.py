@@ -11,7 +11,7 @@ and flagged for staff (``flag_duplicates``).
 """
 from __future__ import annotations
 
-import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +19,9 @@ from grader import record as records_io
 from grader.record import Record, safe_key, zip_key
 from grader.report import write_csv, write_reports
 from grader.rubric import Rubric
-from grader.runner import GradeSettings, grade_submission, inputs_digest, sha256
+from grader.engines import Task, run_dask, run_here, run_pool
+from grader.progress import Progress
+from grader.runner import GradeSettings, inputs_digest, sha256
 
 NOT_SUBMISSIONS = {".csv", ".json", ".md", ".toml", ".py", ".txt", ".html"}
 DUPLICATE = "duplicate_net_id"      # record flag: another zip of the batch resolves to the same net_id
@@ -55,17 +57,34 @@ def record_path(out: Path, zip_path: Path) -> Path:
     return out / "records" / f"{zip_key(zip_path.name)}.json"
 
 
-def _reusable(path: Path, zip_path: Path, rubric: Rubric, settings: GradeSettings) -> Record | None:
+def _load_old(path: Path) -> Record | None:
     if not path.exists():
         return None
     try:
-        old = records_io.load(path)
+        return records_io.load(path)
     except (ValueError, OSError, TypeError):
         return None  # unreadable or old record: grade again
-    if (old.complete and old.zip_name == zip_path.name and old.zip_sha256 == sha256(zip_path)
-            and old.inputs_digest == inputs_digest(rubric, settings, old.net_id)):
-        return old
-    return None
+
+
+def _current(old: Record, zip_path: Path, zip_sha: str | None, rubric: Rubric, settings: GradeSettings) -> bool:
+    """Complete, of this very zip, and graded with what would grade it now (rubric, grader
+    version, tables, limits: ``inputs_digest``)."""
+    return (old.complete and old.zip_name == zip_path.name and old.zip_sha256 == zip_sha
+            and old.inputs_digest == inputs_digest(rubric, settings, old.net_id))
+
+
+def _reusable(path: Path, zip_path: Path, rubric: Rubric, settings: GradeSettings) -> Record | None:
+    old = _load_old(path)
+    return old if old is not None and _current(old, zip_path, sha256(zip_path), rubric, settings) else None
+
+
+def _selected(zip_path: Path, old: Record | None, only: set[str] | None) -> bool:
+    if only is None:
+        return True
+    names = {zip_path.name.lower(), zip_path.stem.lower(), safe_key(zip_path.stem).lower()}
+    if old is not None:
+        names.add(old.net_id.lower())
+    return bool(names & only)
 
 
 def _drop_earlier_name(out: Path, zip_path: Path, path: Path) -> None:
@@ -82,23 +101,57 @@ def _drop_earlier_name(out: Path, zip_path: Path, path: Path) -> None:
 
 
 def grade_batch(zips: list[Path], rubric: Rubric, settings: GradeSettings, out: Path, resume: bool = True,
-                log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[Record]:
+                log: Callable[[str], None] | None = None, jobs: int = 1, client=None,
+                only: list[str] | None = None, force: bool = False,
+                progress: Progress | None = None) -> list[Record]:
+    """Grade ``zips`` into ``out``: in this process (``jobs`` 1), on ``jobs`` local workers, or on
+    the Dask cluster behind ``client``. A complete, current record is kept (unless ``force``);
+    a record that is stale only through the rubric or the tables is regraded from its kept runs
+    (grader/artifacts.py) without starting a kernel where the runs still stand. ``only``: the
+    net_ids (or zip names) to grade; every other zip keeps the record it has."""
     out.mkdir(parents=True, exist_ok=True)
-    done: list[tuple[Record, Path]] = []
-    for n, zip_path in enumerate(zips, start=1):
+    settings = replace(settings, artifacts_dir=settings.artifacts_dir or out / "artifacts",
+                       force=settings.force or force)
+    wanted = {o.lower() for o in only} if only else None
+    kept: dict[int, tuple[Record, Path]] = {}
+    tasks: list[Task] = []
+    progress = progress or Progress(len(zips), log=log)
+    for n, zip_path in enumerate(zips):
         path = record_path(out, zip_path)
-        old = _reusable(path, zip_path, rubric, settings) if resume else None
-        if old is not None:
-            log(f"[{n}/{len(zips)}] {zip_path.name}: reusing the record from an earlier run")
-            done.append((old, path))
+        old = _load_old(path)
+        if not _selected(zip_path, old, wanted):
+            if old is not None:
+                kept[n] = (old, path)
+            progress.total -= 1
             continue
-        log(f"[{n}/{len(zips)}] {zip_path.name}: grading")
-        rec = grade_submission(zip_path, rubric, settings)
-        records_io.save(rec, path)
-        _drop_earlier_name(out, zip_path, path)
-        log(f"[{n}/{len(zips)}] {zip_path.name}: {rec.status}, {rec.score.get('final', 0):g} points"
-            f" ({rec.timing.get('total_s', 0):.1f} s)")
-        done.append((rec, path))
+        if old is not None and resume and not settings.force and \
+                _current(old, zip_path, sha256(zip_path), rubric, settings):
+            kept[n] = (old, path)
+            progress.reused(zip_path.name)
+            continue
+        tasks.append(Task(n, zip_path, old if resume and old is not None and old.complete else None))
+    if wanted is not None:
+        matched = {o for o in wanted for n, z in enumerate(zips)
+                   if _selected(z, kept.get(n, (None,))[0], {o})}
+        for o in sorted(wanted - matched):
+            progress.note(f"grader: warning: --only {o}: no zip of the batch has that net_id or name")
+    progress.queued([t.zip_path.name for t in tasks])
+    if tasks and client is not None:
+        finished = run_dask(tasks, rubric, settings, client)
+    elif len(tasks) > 1 and jobs > 1:
+        finished = run_pool(tasks, rubric, settings, min(jobs, len(tasks)))
+    else:
+        finished = run_here(tasks, rubric, settings)
+    try:
+        for task, rec in finished:
+            path = record_path(out, task.zip_path)
+            records_io.save(rec, path)
+            _drop_earlier_name(out, task.zip_path, path)
+            kept[task.index] = (rec, path)
+            progress.finished(rec)
+    finally:
+        progress.close()
+    done = [kept[n] for n in sorted(kept)]
     save_flags(done)
     recs = [rec for rec, _ in done]
     write_outputs(rubric, recs, out)

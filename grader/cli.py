@@ -2,18 +2,24 @@
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from grader import devices
 from grader import record as records_io
 from grader.batch import DUPLICATE, duplicate_groups, flag_duplicates, grade_batch, survey, write_outputs
 from grader.checks import KINDS, JudgeContext
 from grader.checks.base import ItemResult
 from grader.record import to_jsonable
 from grader.rubric import RubricError, load_rubric
-from grader.runner import GradeSettings
+from grader.cluster import ClusterError
+from grader.engines import default_jobs
+from grader.progress import Progress
+from grader.runner import GradeSettings, prepare_datasets
 from grader.score import Penalty, score
 from grader.tables import (TABLES, TableError, load_extensions, load_staff_scores, load_times, named_tables,
                            tables_line)
@@ -100,20 +106,38 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     if not sandbox_works(rubric, "grade", settings):
         return 2
+    settings.seed = batch_seed(args.out)
+    settings.calibration_s = _calibration(rubric, settings)
+    if any(p.mounts for p in rubric.parts):
+        prepare_datasets(rubric, settings.cache_dir)     # once, before any worker needs them
+    try:
+        engine = _engine(args, rubric, settings, len(zips))
+    except ClusterError as e:
+        print(f"grader: {e}", file=sys.stderr)
+        return 2
+    jobs, client, close, where = engine
+    print(f"grader: {where}", file=sys.stderr)
 
     started = time.monotonic()
+    progress = Progress(len(zips))
     try:
-        recs = grade_batch(zips, rubric, settings, args.out, resume=not args.no_resume)
+        recs = grade_batch(zips, rubric, settings, args.out, resume=not args.no_resume, jobs=jobs, client=client,
+                           only=args.only, force=args.force, progress=progress)
     except KeyboardInterrupt:
         done = len(list((args.out / "records").glob("*.json")))
         print(f"grader: stopped; {done} complete record(s) are kept in {args.out / 'records'}; "
               "run the same command again to grade the rest", file=sys.stderr)
         return 130
+    finally:
+        if close is not None:
+            close()
     counts: dict[str, int] = {}
     for r in recs:
         counts[r.status] = counts.get(r.status, 0) + 1
     print(f"graded {len(recs)} submission(s) in {time.monotonic() - started:.1f} s: "
           + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    if progress.slowest:
+        print("slowest:  " + ", ".join(f"{_shown(n)} {s:.0f} s" for s, n in progress.slowest[:3]))
     print(f"tables:   {tables_line(paths)}")
     _print_duplicates(recs)
     if not_graded:
@@ -121,7 +145,49 @@ def cmd_grade(args: argparse.Namespace) -> int:
               "(listed in the warnings above)")
     print(f"grades:   {args.out / 'grades.csv'}")
     print(f"feedback: {args.out / 'feedback'}/")
+    print(f"records:  {args.out / 'records'}/ (kept runs for regrades: {args.out / 'artifacts'}/)")
     return 0
+
+
+def batch_seed(out: Path) -> int:
+    """The probe seed of this output folder: drawn once (secret: staff-only, like the records),
+    then kept, so that grading the folder again, or regrading after a rubric change, plans the
+    same probe inputs and can judge the kept runs instead of starting kernels."""
+    path = out / "seed"
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        pass
+    out.mkdir(parents=True, exist_ok=True)
+    seed = secrets.randbits(63)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{seed}\n")
+    return seed
+
+
+def _engine(args: argparse.Namespace, rubric, settings: GradeSettings, n_zips: int):
+    """(jobs, Dask client or None, close or None, a line saying where grading runs)."""
+    if args.scheduler or args.slurm:
+        from grader.cluster import check_workers, connect
+        client, close = connect(args.scheduler, args.slurm)
+        workers = check_workers(client, timeout_s=10 if args.scheduler else 0)
+        where = (f"grading on the Dask cluster at {args.scheduler} ({workers} worker(s) now)" if args.scheduler
+                 else f"grading on Slurm through dask-jobqueue ({args.slurm}); jobs start as the queue allows")
+        return 0, client, close, where
+    e = rubric.execution
+    slots = devices.gpu_slots(args.kernels_per_gpu) if args.device == "auto" else 0
+    if args.jobs is not None:
+        jobs, why = max(1, args.jobs), "--jobs"
+    else:
+        jobs, why = default_jobs(e.threads, e.memory_mb, slots)
+    jobs = min(jobs, max(1, n_zips))
+    device = settings.device
+    if slots and jobs > 1:
+        settings.device = "auto"          # each worker takes its own GPU (devices.for_slot)
+        device = f"{len(devices.gpu_indices())} GPU(s), {args.kernels_per_gpu} kernel(s) each"
+    return jobs, None, None, (f"{jobs} worker(s) on this machine ({why}), {e.threads} thread(s) and "
+                              f"{e.memory_mb} MB per kernel, on {device}")
 
 
 def _print_duplicates(recs) -> None:
@@ -294,7 +360,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--notebook-timeout", type=float, help="override the rubric's per-notebook wall-clock limit (seconds)")
     g.add_argument("--device", default="auto", help="where student kernels run: auto (a GPU when the machine has "
                    "one and torch is a CUDA build), cpu, or cuda:N (default: %(default)s)")
-    g.add_argument("--no-resume", action="store_true", help="grade every zip again even when an up-to-date record exists")
+    g.add_argument("--jobs", type=int, help="worker processes on this machine (default: as many kernels as the "
+                   "cores hold at the rubric's threads per kernel, and the memory at its limit per kernel)")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="grade on a running Dask cluster, e.g. tcp://HOST:8786 "
+                   "(paths must be readable by its workers: a shared folder)")
+    g.add_argument("--slurm", type=Path, metavar="CONFIG", help="grade on Slurm: workers are started as jobs by "
+                   "dask-jobqueue from this TOML config ([slurm] account, partition, cores, memory, walltime, ...)")
+    g.add_argument("--kernels-per-gpu", type=int, default=1, help="on a machine with GPUs: kernels sharing one "
+                   "GPU at a time (default: %(default)s); worker k gets GPU k mod the number of GPUs")
+    g.add_argument("--only", nargs="+", metavar="NET_ID", help="grade only these net_ids (or zip names); every "
+                   "other zip keeps its record")
+    g.add_argument("--force", action="store_true", help="grade again from scratch: no record, kept run or "
+                   "cached run is reused (with --only: just those)")
+    g.add_argument("--no-resume", action="store_true", help="grade every zip again even when an up-to-date record "
+                   "exists (kept runs are still judged again without a kernel where they stand; --force does not)")
     g.add_argument("--keep-work", action="store_true", help="keep the per-submission work folders (for debugging)")
     g.set_defaults(func=cmd_grade)
 

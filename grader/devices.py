@@ -86,3 +86,26 @@ def choose(setting: str = "auto", dev_root: Path = Path("/dev"), has_cuda: bool 
     if not has_cuda:
         raise DeviceError(f"device {setting}: the environment's torch is a CPU build; install a CUDA build of torch")
     return gpu_device(index, dev_root)
+
+
+def for_slot(setting: str, slot: int, kernels_per_gpu: int = 1, dev_root: Path = Path("/dev"),
+             has_cuda: bool | None = None) -> str:
+    """The device setting of parallel worker ``slot``: with ``auto`` on a machine with GPUs (and
+    a CUDA build of torch), worker k gets GPU k mod (number of GPUs), so each GPU serves
+    ``kernels_per_gpu`` workers when there are that many per GPU (``gpu_slots``); any other
+    setting is every worker's."""
+    if (setting or "auto").strip().lower() != "auto":
+        return setting
+    gpus = gpu_indices(dev_root)
+    if not gpus or not (torch_has_cuda() if has_cuda is None else has_cuda):
+        return "cpu"
+    del kernels_per_gpu   # the pool's size bounds the kernels per GPU (gpu_slots)
+    return f"cuda:{gpus[slot % len(gpus)]}"
+
+
+def gpu_slots(kernels_per_gpu: int = 1, dev_root: Path = Path("/dev"), has_cuda: bool | None = None) -> int:
+    """How many kernels this machine's GPUs take at once (0: no usable GPU)."""
+    gpus = gpu_indices(dev_root)
+    if not gpus or not (torch_has_cuda() if has_cuda is None else has_cuda):
+        return 0
+    return len(gpus) * max(1, kernels_per_gpu)

@@ -1,0 +1,201 @@
+"""Where submissions are graded: in this process, in a pool of local worker processes, or on a
+Dask cluster. Every engine calls the one runner (``grade_submission``) and hands each record
+back to the caller as it finishes; only the caller writes records, so a task that runs twice
+(a lost Dask worker's task is re-run elsewhere) still yields one record.
+
+The local pool is a plain process pool, not Dask's ``LocalCluster``: it needs no scheduler,
+dashboard or listening socket, its workers run tasks in their main thread (signals work) and
+may start children, and it dies with the grader. Dask is for more than one machine.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import tempfile
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+from grader import devices
+from grader.record import Record, zip_key
+from grader.rubric import Rubric
+from grader.runner import GradeSettings, error_record, grade_submission
+
+GRADER_MB = 800        # one worker process itself: torch, the replay pools, a notebook's JSON
+
+
+@dataclass
+class Task:
+    index: int                     # position in the batch (the CSV keeps this order)
+    zip_path: Path
+    previous: Record | None        # this zip's earlier record, for a regrade
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:       # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def available_mb() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 4096
+
+
+def default_jobs(threads: int, memory_mb: int, gpu_slots: int = 0) -> tuple[int, str]:
+    """(workers, why): as many kernels as the cores hold at the rubric's thread count and the
+    memory holds at its per-kernel limit (plus the worker itself); on a GPU machine also no
+    more than its GPU slots."""
+    by_cpu = max(1, cores() // max(1, threads))
+    by_mem = max(1, available_mb() // (memory_mb + GRADER_MB))
+    jobs = min(by_cpu, by_mem)
+    why = f"{cores()} cores / {threads} thread(s) per kernel = {by_cpu}; " \
+          f"{available_mb()} MB free / ({memory_mb} + {GRADER_MB}) MB per worker = {by_mem}"
+    if gpu_slots:
+        jobs = min(jobs, gpu_slots)
+        why += f"; {gpu_slots} GPU slot(s)"
+    return jobs, why
+
+
+def run_here(tasks: list[Task], rubric: Rubric, settings: GradeSettings) -> Iterator[tuple[Task, Record]]:
+    for t in tasks:
+        yield t, grade_submission(t.zip_path, rubric, settings, t.previous)
+
+
+# ----------------------------------------------------------------- local pool
+
+_SLOT: list[int] = []
+
+
+def _die_with(parent: int) -> None:
+    """A worker (and so its sandboxes: bwrap --die-with-parent) dies with the grader, even when
+    the grader is SIGKILLed."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):    # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:           # the grader died before the line above
+        os._exit(1)
+
+
+def _worker_init(slots, parent: int) -> None:
+    _die_with(parent)
+    # Ctrl-C and SIGTERM are the grader's to handle: it stops the pool and keeps what finished.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _SLOT.append(slots.get())
+
+
+def _pool_task(zip_path: Path, rubric: Rubric, settings: GradeSettings, previous: Record | None) -> Record:
+    slot = _SLOT[0] if _SLOT else 0
+    settings = replace(settings, device=devices.for_slot(settings.device, slot))
+    return grade_submission(zip_path, rubric, settings, previous)
+
+
+def run_pool(tasks: list[Task], rubric: Rubric, settings: GradeSettings,
+             jobs: int) -> Iterator[tuple[Task, Record]]:
+    """Grade ``tasks`` on ``jobs`` worker processes; yields (task, record) as each finishes.
+
+    A worker that dies (the machine's OOM killer, a grader crash) breaks the pool: the
+    submissions it was running get one more try in a fresh pool, then an error record, and the
+    rest of the batch goes on. Stopping (KeyboardInterrupt in the caller) kills the workers, and
+    their sandboxes with them."""
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        before = signal.signal(signal.SIGTERM, _stop)   # scancel, kill: stop like Ctrl-C does
+        try:
+            yield from _pool(tasks, rubric, settings, jobs)
+        finally:
+            signal.signal(signal.SIGTERM, before)
+    else:
+        yield from _pool(tasks, rubric, settings, jobs)
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _pool(tasks: list[Task], rubric: Rubric, settings: GradeSettings, jobs: int) -> Iterator[tuple[Task, Record]]:
+    ctx = multiprocessing.get_context("spawn")      # no fork of a process that holds threads
+    tries: dict[int, int] = {}
+    todo = list(tasks)
+    while todo:
+        slots = ctx.Queue()
+        for k in range(jobs):
+            slots.put(k)
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                                   initargs=(slots, os.getpid()))
+        pending = {pool.submit(_pool_task, t.zip_path, rubric, settings, t.previous): t for t in todo}
+        todo = []
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    task = pending.pop(fut)
+                    try:
+                        rec = fut.result()
+                    except BrokenProcessPool as e:
+                        tries[task.index] = tries.get(task.index, 0) + 1
+                        if tries[task.index] < 2:
+                            todo.append(task)
+                            continue
+                        rec = error_record(task.zip_path, rubric, settings,
+                                           f"the grading worker died twice on this submission ({e})")
+                    except Exception as e:      # not the submission's doing: staff look, the batch goes on
+                        rec = error_record(task.zip_path, rubric, settings, f"{type(e).__name__}: {e}")
+                    yield task, rec
+        except BaseException:
+            for proc in multiprocessing.active_children():
+                proc.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+
+# ----------------------------------------------------------------- Dask
+
+def task_key(task: Task, settings: GradeSettings, rubric: Rubric) -> str:
+    """Deterministic per zip and grading inputs: a resubmission of a key Dask still holds is the
+    same future, never a second grading."""
+    from grader.runner import sha256
+    return f"grade-{zip_key(task.zip_path.name)}-{(sha256(task.zip_path) or '')[:12]}-{rubric.digest[:8]}" \
+           f"-{settings.seed % 10**6}"
+
+
+def dask_task(zip_path: str, rubric: Rubric, settings: GradeSettings, previous: Record | None) -> Record:
+    """Runs on a Dask worker. Scratch space is private to this attempt, so a re-run of the task
+    elsewhere (or alongside, after a lost worker) never touches this one's files."""
+    work = Path(tempfile.mkdtemp(prefix="grader-task-"))
+    try:
+        return grade_submission(Path(zip_path), rubric, replace(settings, work_dir=work), previous)
+    finally:
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_dask(tasks: list[Task], rubric: Rubric, settings: GradeSettings, client) -> Iterator[tuple[Task, Record]]:
+    """Grade on the cluster behind ``client`` (paths must be readable there: a shared folder)."""
+    from distributed import as_completed
+    futures = {}
+    for t in tasks:
+        fut = client.submit(dask_task, str(t.zip_path.resolve()), rubric, settings, t.previous,
+                            key=task_key(t, settings, rubric), retries=1, pure=False)
+        futures[fut] = t
+    for fut in as_completed(list(futures)):
+        task = futures.pop(fut)
+        try:
+            record = fut.result()
+        except Exception as e:     # e.g. KilledWorker: every worker that tried it died
+            record = error_record(task.zip_path, rubric, settings,
+                                  f"the cluster could not grade this submission: {type(e).__name__}: {e}")
+        fut.release()
+        yield task, record
