@@ -80,3 +80,22 @@ def grade_zip(run_cache, tmp_path_factory) -> Callable[..., Record]:
             settings.times = {net_id: rubric.deadline.due - timedelta(hours=1)}
         return grade_submission(Path(zip_path), rubric, settings)
     return grade
+
+
+@pytest.fixture(scope="session")
+def grade_zips(run_cache, tmp_path_factory) -> Callable[..., dict[str, Record]]:
+    """grade_zips(zip_paths, rubric, **settings) -> {zip name: Record}: a whole batch through
+    ``grade_batch`` on two local workers (the grader's own parallel path), with the session's
+    seed and run cache. Zips must have distinct names."""
+    from grader.batch import grade_batch
+
+    def grade(zips: list[Path], rubric: Rubric, jobs: int = 2, **overrides) -> dict[str, Record]:
+        out = tmp_path_factory.mktemp("batch")
+        e = rubric.execution
+        if e.limits == "scaled" and "calibration_s" not in overrides:   # measured once, not by each worker
+            from grader.limits import measured_speed
+            overrides["calibration_s"] = measured_speed(run_cache, e.threads, e.memory_mb)
+        settings = GradeSettings(work_dir=out / "work", cache_dir=run_cache, seed=SESSION_SEED, **overrides)
+        recs = grade_batch([Path(z) for z in zips], rubric, settings, out, jobs=jobs, log=lambda m: None)
+        return {r.zip_name: r for r in recs}
+    return grade

@@ -44,11 +44,10 @@ def test_every_sample_has_an_expectation():
 
 
 @pytest.fixture(scope="module")
-def graded(grade_zip, hw2_rubric):
+def graded(grade_zips, hw2_rubric):
     times = load_times(SAMPLE_TABLES / "submission_times.csv")
     staff = load_staff_scores(SAMPLE_TABLES / "staff_scores.csv", {i.id for i in hw2_rubric.items if i.kind == "staff"})
-    return {p.name: grade_zip(p, hw2_rubric, on_time=False, times=times, staff_scores=staff)
-            for p in find_submissions(SAMPLES)}
+    return grade_zips(find_submissions(SAMPLES), hw2_rubric, times=times, staff_scores=staff)
 
 
 def _check(row: dict[str, str], rec, rubric) -> None:
@@ -98,11 +97,10 @@ def course_rubric():
 
 
 @pytest.fixture(scope="module")
-def corpus_graded(grade_zip, course_rubric, tmp_path_factory):
+def corpus_graded(grade_zips, course_rubric, tmp_path_factory):
     zips = _corpus_module().build_all(tmp_path_factory.mktemp("corpus"))
     times = load_times(CORPUS / "submission_times.csv")
-    return {p.name: grade_zip(p, course_rubric, on_time=False, times=times, cell_timeout_s=CORPUS_NOMINAL_CELL_S)
-            for p in zips}
+    return grade_zips(zips, course_rubric, times=times, cell_timeout_s=CORPUS_NOMINAL_CELL_S)
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
-"""A real `grader grade` killed with SIGKILL while a notebook runs, then run again: no
-student is lost or graded twice, finished records are reused, and the kill leaves no
-sandboxed process behind."""
+"""A real `grader grade` (two local workers) killed with SIGKILL while a notebook runs, then
+run again: no student is lost or graded twice, finished records are reused, and the kill
+leaves no worker or sandboxed process behind."""
 from __future__ import annotations
 
 import os
@@ -20,7 +20,7 @@ from test_hostile_exec import RUBRIC
 FAST = "def f(x):\n    return x + 1\nanswer = f(41)"
 SLOW = ("import subprocess, sys, time\n"
         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', '{token}'], start_new_session=True)\n"
-        "open('started', 'w').close()\ntime.sleep(8)\n" + FAST)
+        "open('started', 'w').close()\ntime.sleep(25)\n" + FAST)
 
 
 def _zip(path: Path, source: str) -> None:
@@ -41,16 +41,30 @@ def _procs_with(token: str) -> list[int]:
     return found
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _grade(root: Path) -> list[str]:
     return [sys.executable, "-m", "grader.cli", "grade", str(root / "subs"), "--rubric", str(root / "r.toml"),
-            "--out", str(root / "out")]
+            "--out", str(root / "out"), "--jobs", "2"]
 
 
 @pytest.mark.slow
 def test_killed_batch_resumes_without_losing_or_duplicating(tmp_path):
     token = f"resume-{os.getpid()}-{time.time_ns()}"
     (tmp_path / "ref").mkdir()
-    (tmp_path / "r.toml").write_text(RUBRIC.replace("cell_timeout_s = 3", "cell_timeout_s = 30"))
+    (tmp_path / "r.toml").write_text(RUBRIC.replace("cell_timeout_s = 3", "cell_timeout_s = 60"))
     subs = tmp_path / "subs"
     subs.mkdir()
     _zip(subs / "aa001.zip", FAST)
@@ -61,10 +75,14 @@ def test_killed_batch_resumes_without_losing_or_duplicating(tmp_path):
 
     proc = subprocess.Popen(_grade(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not started.exists():
+    records = out / "records"
+    # bb002 sleeps on one worker while the other grades aa001 and cc003.
+    while not (started.exists() and (records / "aa001.zip.json").exists() and (records / "cc003.zip.json").exists()):
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        assert time.monotonic() < deadline, "the slow notebook never started"
+        assert time.monotonic() < deadline, "the slow notebook never started beside the two fast ones"
         time.sleep(0.05)
+    workers = [pid for pid in _procs_with("spawn_main") if _parent(pid) == proc.pid]
+    assert len(workers) == 2, workers
     assert _procs_with(token), "the notebook's child should be running now"
     killed = proc.pid
     os.kill(proc.pid, signal.SIGKILL)
@@ -77,16 +95,20 @@ def test_killed_batch_resumes_without_losing_or_duplicating(tmp_path):
             break
         time.sleep(0.05)
     assert _procs_with(token) == []
-    records = out / "records"
-    assert sorted(p.name for p in records.iterdir()) == ["aa001.zip.json"]     # complete, nothing half-written
+    for _ in range(100):
+        if not [w for w in workers if _alive(w)]:
+            break
+        time.sleep(0.05)
+    assert [w for w in workers if _alive(w)] == [], "a worker outlived the killed grader"
+    assert sorted(p.name for p in records.iterdir()) == ["aa001.zip.json", "cc003.zip.json"]   # nothing half-written
     first = load_record(records / "aa001.zip.json")
     assert first.complete and first.status == "graded"
     mtime = (records / "aa001.zip.json").stat().st_mtime_ns
 
     again = subprocess.run(_grade(tmp_path), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "aa001.zip: reusing the record" in again.stderr
-    assert "bb002.zip: grading" in again.stderr and "cc003.zip: grading" in again.stderr
+    assert "aa001.zip: reusing the record" in again.stderr and "cc003.zip: reusing the record" in again.stderr
+    assert "bb002.zip: grading" in again.stderr and again.stderr.count(": grading") == 1
     assert (records / "aa001.zip.json").stat().st_mtime_ns == mtime
     assert sorted(p.name for p in records.iterdir()) == ["aa001.zip.json", "bb002.zip.json", "cc003.zip.json"]
     rows = (out / "grades.csv").read_text().splitlines()[1:]

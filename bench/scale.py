@@ -1,0 +1,298 @@
+"""How fast a whole class is graded, every figure a ratio measured in this one run.
+
+    .venv/bin/python bench/scale.py [--p1] [--p2] [--p3] [--students 200]   (default: all)
+
+P1  `grader grade` of the solution zip (three notebooks, sandboxed, probed and checked)
+    ÷ the same three notebooks as plain Python scripts at the same thread count.
+P2  `--jobs 2` ÷ `--jobs 1` on small training notebooks (ideal on 2 cores: 2.0), and the same
+    with 2 Dask workers on loopback ÷ 1 worker.
+P3  a regrade after a tolerance-only rubric change: students per second, no kernel started.
+P4  the same solution notebooks through nbgrader's ``autograde`` and through ``otter run``
+    (each installed in a throwaway virtual environment given with --nbgrader-venv and
+    --otter-venv: ``python3.11 -m venv V && V/bin/pip install torch==2.13.0 nbgrader`` (or
+    otter-grader) plus the course's packages, ``grader environment --requirements``); neither
+    is sandboxed.
+P5  arithmetic from P1 and P2: 600 students on a 16-core node and on 10 such Slurm nodes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+import nbformat  # noqa: E402
+
+from grader.batch import grade_batch  # noqa: E402
+from grader.rubric import load_rubric  # noqa: E402
+from grader.runner import GradeSettings, prepare_datasets  # noqa: E402
+
+# A notebook that trains a small network for a few seconds on one thread: the shape of a
+# real submission's cost (import torch, then compute), short enough to repeat.
+TRAIN = ("import torch\ntorch.manual_seed({k})\n"
+         "net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))\n"
+         "opt = torch.optim.SGD(net.parameters(), lr=0.01)\n"
+         "x, y = torch.randn(512, 64), torch.randint(0, 10, (512,))\n"
+         "for _ in range({steps}):\n"
+         "    opt.zero_grad(); torch.nn.functional.cross_entropy(net(x), y).backward(); opt.step()\n")
+
+
+def hw2_zip(folder: Path) -> Path:
+    from conftest import hw2_members, write_zip
+    return write_zip(folder / "ab1234.zip", hw2_members("solution"))
+
+
+def p1(tmp: Path) -> tuple[float, float]:
+    rubric = load_rubric(REPO / "rubrics" / "hw2.toml")
+    zip_path = hw2_zip(tmp / "subs")
+    out = tmp / "p1"
+    settings = GradeSettings(work_dir=out / "work", cache_dir=out / "cache", keep_work=True, reuse_runs=False,
+                             seed=1)
+    datasets = prepare_datasets(rubric, settings.cache_dir)
+    t0 = time.monotonic()
+    rec = grade_batch([zip_path], rubric, settings, out, log=lambda m: None)[0]
+    graded = time.monotonic() - t0
+    assert rec.status == "graded", rec.reason
+    # The same notebooks, as scripts, in the folders the grader ran them in (support files
+    # there), the datasets linked where the sandbox mounts them, the rubric's threads.
+    threads = str(rubric.execution.threads)
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "MPLBACKEND": "Agg",
+           "PYTHONPATH": str(REPO / "grader" / "kernel_env")}
+    plain = 0.0
+    for part in rubric.parts:
+        if part.kind != "notebook":
+            continue
+        run_dir = out / "work" / "ab1234.zip" / "run" / part.id
+        for m in part.mounts:
+            link = run_dir / m.target
+            if not link.exists():
+                link.symlink_to(datasets.get(m.source, rubric.reference_dir / m.source))
+        nb = nbformat.read(str(run_dir / part.file), as_version=4)
+        code = "\n".join("\n".join(line for line in c.source.splitlines()
+                                   if not re.match(r"\s*[%!]", line))
+                         for c in nb.cells if c.cell_type == "code")
+        script = run_dir / "as_script.py"
+        # The kernel's environment shim (Colab stand-ins, CPU fallback), as the grader's hidden cell installs it.
+        script.write_text("import _grader_env\n_grader_env.install()\n" + code)
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, str(script)], cwd=run_dir, env=env, check=True, capture_output=True)
+        plain += time.monotonic() - t0
+    return graded, plain
+
+
+def _notebook_dirs(tmp: Path) -> list[tuple[Path, str]]:
+    """(run folder, notebook file) of each notebook P1 graded: support files and datasets in place."""
+    rubric = load_rubric(REPO / "rubrics" / "hw2.toml")
+    return [(tmp / "p1" / "work" / "ab1234.zip" / "run" / part.id, part.file)
+            for part in rubric.parts if part.kind == "notebook"]
+
+
+def _tool_env(venv: Path) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+            "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
+
+
+def p4_nbgrader(tmp: Path, venv: Path) -> float:
+    """One student's three notebooks through ``nbgrader autograde`` (its course layout)."""
+    root = tmp / "nbgrader-course"
+    for where in (root / "source" / "hw2", root / "submitted" / "ab1234" / "hw2"):
+        where.mkdir(parents=True)
+        for run_dir, _ in _notebook_dirs(tmp):
+            for entry in run_dir.iterdir():
+                if entry.name not in ("as_script.py",) and not (where / entry.name).exists():
+                    if entry.is_symlink():
+                        (where / entry.name).symlink_to(entry.resolve())
+                    elif entry.is_dir():
+                        shutil.copytree(entry, where / entry.name, symlinks=True)
+                    else:
+                        shutil.copy2(entry, where / entry.name)
+    (root / "nbgrader_config.py").write_text(
+        "c = get_config()\nc.CourseDirectory.root = %r\nc.CourseDirectory.course_id = 'hw2'\n"
+        "c.ExecutePreprocessor.timeout = 3600\n" % str(root))
+    env = _tool_env(venv)
+    run = lambda *a: subprocess.run([str(venv / "bin" / "nbgrader"), *a], cwd=root, env=env, check=True,
+                                    capture_output=True, text=True)
+    run("generate_assignment", "hw2", "--force")
+    t0 = time.monotonic()
+    run("autograde", "hw2", "--student", "ab1234", "--create", "--force")
+    return time.monotonic() - t0
+
+
+def p4_otter(tmp: Path, venv: Path) -> float:
+    """The three notebooks through ``otter run`` (no container), each with its support files."""
+    env = _tool_env(venv)
+    total = 0.0
+    for k, (run_dir, nb_file) in enumerate(_notebook_dirs(tmp)):
+        work = tmp / f"otter-{k}"
+        (work / "tests").mkdir(parents=True)
+        (work / "tests" / "q1.py").write_text("test = {'name': 'q1', 'points': 1, 'suites': [{'cases': "
+                                               "[{'code': '>>> True\\nTrue', 'hidden': False, 'locked': False}], "
+                                               "'scored': True, 'setup': '', 'teardown': '', 'type': 'doctest'}]}\n")
+        support = [e.name for e in run_dir.iterdir() if e.name not in (nb_file, "as_script.py")]
+        for name in support:
+            src = run_dir / name
+            (work / name).symlink_to(src.resolve()) if src.is_symlink() or src.is_file() else \
+                shutil.copytree(src, work / name, symlinks=True)
+        subprocess.run([str(venv / "bin" / "otter"), "generate", "--no-config", "--no-requirements",
+                        "--no-environment", "-t", "tests", "-o", "autograder.zip", *support], cwd=work, env=env,
+                       check=True, capture_output=True, text=True)
+        shutil.copy2(run_dir / nb_file, work / nb_file)
+        t0 = time.monotonic()
+        subprocess.run([str(venv / "bin" / "otter"), "run", "-a", "autograder.zip", "-o", "out", nb_file],
+                       cwd=work, env=env, check=True, capture_output=True, text=True)
+        total += time.monotonic() - t0
+    return total
+
+
+def small_zips(folder: Path, n: int, steps: int) -> list[Path]:
+    from test_scale import student_zip
+    folder.mkdir(parents=True, exist_ok=True)
+    return [student_zip(folder, f"{'abcdefghij'[k % 10]}{'abcdefghij'[k // 10 % 10]}{1000 + k}",
+                        TRAIN.format(k=k, steps=steps), "answer = 42") for k in range(n)]
+
+
+def _small_rubric(tmp: Path, atol: float = 1e-2):
+    from test_scale import rubric_file
+    return load_rubric(rubric_file(tmp, atol))
+
+
+def p2_local(tmp: Path, n: int = 4, steps: int = 1500) -> tuple[float, float]:
+    rubric = _small_rubric(tmp)
+    zips = small_zips(tmp / "p2subs", n, steps)
+    times = []
+    for jobs in (1, 2):
+        out = tmp / f"p2-{jobs}"
+        settings = GradeSettings(work_dir=out / "work", cache_dir=out / "cache", reuse_runs=False, seed=1)
+        t0 = time.monotonic()
+        recs = grade_batch(zips, rubric, settings, out, jobs=jobs, log=lambda m: None)
+        times.append(time.monotonic() - t0)
+        assert all(r.status == "graded" for r in recs), [r.reason for r in recs]
+    return times[0], times[1]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def p2_dask(tmp: Path, n: int = 4, steps: int = 1500) -> tuple[float, float]:
+    from distributed import Client
+    rubric = _small_rubric(tmp)
+    zips = small_zips(tmp / "p2subs", n, steps)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    times = []
+    for workers in (1, 2):
+        port = _port()
+        procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                   "--port", str(port), "--dashboard-address", "127.0.0.1:0"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        procs += [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", f"tcp://127.0.0.1:{port}",
+                                    "--host", "127.0.0.1", "--nthreads", "1", "--dashboard-address", "127.0.0.1:0",
+                                    "--local-directory", str(tmp / f"dw{workers}-{k}")], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for k in range(workers)]
+        try:
+            client = Client(f"tcp://127.0.0.1:{port}", timeout="30s")
+            client.wait_for_workers(workers, timeout=60)
+            out = tmp / f"p2d-{workers}"
+            settings = GradeSettings(work_dir=out / "work", cache_dir=out / "cache", reuse_runs=False, seed=1)
+            t0 = time.monotonic()
+            recs = grade_batch(zips, rubric, settings, out, client=client, log=lambda m: None)
+            times.append(time.monotonic() - t0)
+            assert all(r.status == "graded" for r in recs), [r.reason for r in recs]
+            client.close()
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait()
+    return times[0], times[1]
+
+
+def p3(tmp: Path, students: int) -> tuple[int, float]:
+    from test_scale import EXACT, student_zip
+    folder = tmp / "p3subs"
+    folder.mkdir()
+    # Identical notebooks: the first grading runs one kernel (the run cache serves the rest);
+    # the regrade still judges every student's record on its own.
+    zips = [student_zip(folder, f"st{1000 + k}", EXACT, "answer = 42") for k in range(students)]
+    out = tmp / "p3"
+    settings = GradeSettings(work_dir=out / "work", cache_dir=out / "cache", seed=1)
+    grade_batch(zips, _small_rubric(tmp, 1e-2), settings, out, log=lambda m: None)
+    tight = _small_rubric(tmp, 1e-6)
+    import grader.runner as runner
+    real = runner.execute_notebook
+
+    def no_kernel(*a, **k):
+        raise AssertionError("the regrade started a kernel")
+    runner.execute_notebook = no_kernel
+    try:
+        t0 = time.monotonic()
+        recs = grade_batch(zips, tight, replace(settings), out, log=lambda m: None)
+        seconds = time.monotonic() - t0
+    finally:
+        runner.execute_notebook = real
+    assert all("regraded" in r.notebooks["nb"]["limits"] for r in recs)
+    return students, seconds
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for p in ("p1", "p2", "p3"):
+        ap.add_argument(f"--{p}", action="store_true")
+    ap.add_argument("--students", type=int, default=200, help="students in the P3 regrade (default 200)")
+    ap.add_argument("--nbgrader-venv", type=Path, help="a venv with nbgrader and the course's packages (P4)")
+    ap.add_argument("--otter-venv", type=Path, help="a venv with otter-grader and the course's packages (P4)")
+    args = ap.parse_args()
+    every = not (args.p1 or args.p2 or args.p3)
+    tmp = Path(tempfile.mkdtemp(prefix="grader-bench-"))
+    rows = []
+    try:
+        if every or args.p1:
+            graded, plain = p1(tmp)
+            rows.append(f"P1  grader {graded:.1f} s / plain scripts {plain:.1f} s = {graded / plain:.2f}x "
+                        "(target <= 1.0x)")
+        for name, venv, fn, target in (("nbgrader autograde", args.nbgrader_venv, p4_nbgrader, 1.5),
+                                       ("otter run", args.otter_venv, p4_otter, 3.0)):
+            if venv is not None and (every or args.p1):
+                try:
+                    theirs = fn(tmp, venv)
+                    rows.append(f"P4  {name} {theirs:.1f} s / grader {graded:.1f} s = {theirs / graded:.2f}x "
+                                f"(target >= {target:g}x; they run unsandboxed)")
+                except subprocess.CalledProcessError as e:
+                    rows.append(f"P4  {name} failed: {(e.stderr or '')[-600:]}")
+        if every or args.p2:
+            one, two = p2_local(tmp)
+            rows.append(f"P2  --jobs 1 {one:.1f} s / --jobs 2 {two:.1f} s = {one / two:.2f}x speed-up (target >= 1.8x)")
+            d1, d2 = p2_dask(tmp)
+            rows.append(f"P2  Dask 1 worker {d1:.1f} s / 2 workers {d2:.1f} s = {d1 / d2:.2f}x speed-up")
+        if every or args.p3:
+            n, seconds = p3(tmp, args.students)
+            rows.append(f"P3  tolerance-only regrade: {n} students in {seconds:.2f} s = {n / seconds:.0f} students/s "
+                        "(target >= 50/s), no kernel started")
+        if every:
+            per_student = graded               # one student, three notebooks, one core per kernel
+            speedup = one / two / 2            # parallel efficiency per worker measured in P2
+            node = 600 * per_student / (16 * speedup) / 3600
+            rows.append(f"P5  600 students x {per_student:.0f} s each: one 16-core node (16 workers, efficiency "
+                        f"{speedup:.2f}) {node:.1f} h; 10 such Slurm nodes {node / 10:.2f} h (+ queue wait)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
