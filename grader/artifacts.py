@@ -39,10 +39,7 @@ def _link_tree(src: Path, dst: Path) -> None:
             target.mkdir(parents=True, exist_ok=True)
         elif path.is_file() and not path.is_symlink():
             target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(path, target)
-            except OSError:
-                shutil.copy2(path, target)
+            _link(path, target)
 
 
 def save(root: Path, entry: str, run: NotebookRun, probe_out: Path | None) -> None:
@@ -55,7 +52,7 @@ def save(root: Path, entry: str, run: NotebookRun, probe_out: Path | None) -> No
         if probe_out is not None and Path(probe_out).is_dir():
             _link_tree(Path(probe_out), tmp / "probe_out")
         if run.executed_path and Path(run.executed_path).is_file():
-            _link_tree_file(Path(run.executed_path), tmp / "executed.ipynb")
+            _link(Path(run.executed_path), tmp / "executed.ipynb")
             data["executed_path"] = "executed.ipynb"
         write_atomic(tmp / "run.json", json.dumps(data))
         shutil.rmtree(final, ignore_errors=True)
@@ -64,7 +61,8 @@ def save(root: Path, entry: str, run: NotebookRun, probe_out: Path | None) -> No
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _link_tree_file(src: Path, dst: Path) -> None:
+def _link(src: Path, dst: Path) -> None:
+    """A hard link where the file system allows one (the run cache's copy is the same file), else a copy."""
     try:
         os.link(src, dst)
     except OSError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
 import tempfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -22,7 +23,7 @@ from typing import Iterator
 from grader import devices
 from grader.record import Record, zip_key
 from grader.rubric import Rubric
-from grader.runner import GradeSettings, error_record, grade_submission
+from grader.runner import GradeSettings, error_record, grade_submission, sha256
 
 GRADER_MB = 800        # one worker process itself: torch, the replay pools, a notebook's JSON
 
@@ -166,7 +167,6 @@ def _pool(tasks: list[Task], rubric: Rubric, settings: GradeSettings, jobs: int)
 def task_key(task: Task, settings: GradeSettings, rubric: Rubric) -> str:
     """Deterministic per zip and grading inputs: a resubmission of a key Dask still holds is the
     same future, never a second grading."""
-    from grader.runner import sha256
     return f"grade-{zip_key(task.zip_path.name)}-{(sha256(task.zip_path) or '')[:12]}-{rubric.digest[:8]}" \
            f"-{settings.seed % 10**6}"
 
@@ -178,7 +178,6 @@ def dask_task(zip_path: str, rubric: Rubric, settings: GradeSettings, previous: 
     try:
         return grade_submission(Path(zip_path), rubric, replace(settings, work_dir=work), previous)
     finally:
-        import shutil
         shutil.rmtree(work, ignore_errors=True)
 
 
