@@ -21,7 +21,7 @@ from grader.report import write_csv, write_reports
 from grader.rubric import Rubric
 from grader.engines import Task, run_dask, run_here, run_pool
 from grader.progress import Progress
-from grader.runner import GradeSettings, inputs_digest, sha256
+from grader.runner import GradeSettings, inputs_digest, prepare_datasets, sha256
 
 NOT_SUBMISSIONS = {".csv", ".json", ".md", ".toml", ".py", ".txt", ".html"}
 DUPLICATE = "duplicate_net_id"      # record flag: another zip of the batch resolves to the same net_id
@@ -136,6 +136,8 @@ def grade_batch(zips: list[Path], rubric: Rubric, settings: GradeSettings, out: 
         for o in sorted(wanted - matched):
             progress.note(f"grader: warning: --only {o}: no zip of the batch has that net_id or name")
     progress.queued([t.zip_path.name for t in tasks])
+    if tasks and any(p.mounts for p in rubric.parts):
+        prepare_datasets(rubric, settings.cache_dir)     # once, before the workers need them
     if tasks and client is not None:
         finished = run_dask(tasks, rubric, settings, client)
     elif len(tasks) > 1 and jobs > 1:

@@ -19,7 +19,7 @@ from grader.rubric import RubricError, load_rubric
 from grader.cluster import ClusterError
 from grader.engines import default_jobs
 from grader.progress import Progress
-from grader.runner import GradeSettings, prepare_datasets
+from grader.runner import GradeSettings
 from grader.score import Penalty, score
 from grader.tables import (TABLES, TableError, load_extensions, load_staff_scores, load_times, named_tables,
                            tables_line)
@@ -108,8 +108,6 @@ def cmd_grade(args: argparse.Namespace) -> int:
         return 2
     settings.seed = batch_seed(args.out)
     settings.calibration_s = _calibration(rubric, settings)
-    if any(p.mounts for p in rubric.parts):
-        prepare_datasets(rubric, settings.cache_dir)     # once, before any worker needs them
     try:
         engine = _engine(args, rubric, settings, len(zips))
     except ClusterError as e:
@@ -283,7 +281,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 2
     started = time.monotonic()
     problems, records = validate(rubric, seed=args.seed, cache_dir=args.cache_dir,
-                                 calibration_s=_calibration(rubric, probe_settings), device=probe_settings.device)
+                                 calibration_s=_calibration(rubric, probe_settings), device=probe_settings.device,
+                                 jobs=args.jobs)
     for version, rec in records.items():
         auto = [i for i in rec.items if i["kind"] != "staff"]
         got = sum(i["points"] for i in auto)
@@ -382,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, help="fixed probe seed (default: a fresh secret seed)")
     v.add_argument("--cache-dir", type=Path, help="reuse identical notebook runs kept in this folder")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: %(default)s)")
+    v.add_argument("--jobs", type=int, help="grade the solution and the release side by side (2) or one after "
+                   "the other (1); default: 2 where the machine's cores and memory hold two kernels")
     v.set_defaults(func=cmd_validate)
 
     e = sub.add_parser("environment", help="the course's packages in the student kernel: list or check them")

@@ -14,17 +14,19 @@ import os
 import shutil
 import signal
 import tempfile
+import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from grader import devices
 from grader.record import Record, zip_key
 from grader.rubric import Rubric
 from grader.runner import GradeSettings, error_record, grade_submission, sha256
 
+Grader = Callable[[Path, Rubric, GradeSettings, "Record | None"], Record]
 GRADER_MB = 800        # one worker process itself: torch, the replay pools, a notebook's JSON
 
 
@@ -96,70 +98,90 @@ def _worker_init(slots, parent: int) -> None:
     _SLOT.append(slots.get())
 
 
-def _pool_task(zip_path: Path, rubric: Rubric, settings: GradeSettings, previous: Record | None) -> Record:
+def _pool_task(grade: Grader, began: Path, index: int, zip_path: Path, rubric: Rubric,
+               settings: GradeSettings, previous: Record | None) -> Record:
+    (began / str(index)).touch()      # a file, not a message: it is there even if we are SIGKILLed next
     slot = _SLOT[0] if _SLOT else 0
     settings = replace(settings, device=devices.for_slot(settings.device, slot))
-    return grade_submission(zip_path, rubric, settings, previous)
+    return grade(zip_path, rubric, settings, previous)
 
 
-def run_pool(tasks: list[Task], rubric: Rubric, settings: GradeSettings,
-             jobs: int) -> Iterator[tuple[Task, Record]]:
+def run_pool(tasks: list[Task], rubric: Rubric, settings: GradeSettings, jobs: int,
+             grade: Grader = grade_submission) -> Iterator[tuple[Task, Record]]:
     """Grade ``tasks`` on ``jobs`` worker processes; yields (task, record) as each finishes.
 
-    A worker that dies (the machine's OOM killer, a grader crash) breaks the pool: the
-    submissions it was running get one more try in a fresh pool, then an error record, and the
-    rest of the batch goes on. Stopping (KeyboardInterrupt in the caller) kills the workers, and
-    their sandboxes with them."""
+    A worker that dies (the machine's OOM killer, a grader crash) breaks the pool, and every
+    submission not finished yet with it. Those that had not started go on in a fresh pool at no
+    cost; those that were running are suspects, and each gets one more try alone, after the
+    rest: dying again there is its own doing (an error record), never a neighbour's. Stopping
+    (KeyboardInterrupt in the caller) kills the workers, and their sandboxes with them."""
     import threading
     if threading.current_thread() is threading.main_thread():
         before = signal.signal(signal.SIGTERM, _stop)   # scancel, kill: stop like Ctrl-C does
         try:
-            yield from _pool(tasks, rubric, settings, jobs)
+            yield from _pool(tasks, rubric, settings, jobs, grade)
         finally:
             signal.signal(signal.SIGTERM, before)
     else:
-        yield from _pool(tasks, rubric, settings, jobs)
+        yield from _pool(tasks, rubric, settings, jobs, grade)
 
 
 def _stop(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _pool(tasks: list[Task], rubric: Rubric, settings: GradeSettings, jobs: int) -> Iterator[tuple[Task, Record]]:
+def _pool(tasks: list[Task], rubric: Rubric, settings: GradeSettings, jobs: int,
+          grade: Grader) -> Iterator[tuple[Task, Record]]:
     ctx = multiprocessing.get_context("spawn")      # no fork of a process that holds threads
-    tries: dict[int, int] = {}
-    todo = list(tasks)
-    while todo:
-        slots = ctx.Queue()
-        for k in range(jobs):
-            slots.put(k)
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                                   initargs=(slots, os.getpid()))
-        pending = {pool.submit(_pool_task, t.zip_path, rubric, settings, t.previous): t for t in todo}
-        todo = []
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    task = pending.pop(fut)
-                    try:
-                        rec = fut.result()
-                    except BrokenProcessPool as e:
-                        tries[task.index] = tries.get(task.index, 0) + 1
-                        if tries[task.index] < 2:
-                            todo.append(task)
-                            continue
-                        rec = error_record(task.zip_path, rubric, settings,
-                                           f"the grading worker died twice on this submission ({e})")
-                    except Exception as e:      # not the submission's doing: staff look, the batch goes on
-                        rec = error_record(task.zip_path, rubric, settings, f"{type(e).__name__}: {e}")
-                    yield task, rec
-        except BaseException:
-            for proc in multiprocessing.active_children():
-                proc.kill()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
+    todo, suspects = list(tasks), []
+    idle_breaks = 0             # breaks in which no submission had started: the machine, not a zip
+    with tempfile.TemporaryDirectory(prefix="grader-pool-") as marks:
+        while todo or suspects:
+            alone = not todo
+            batch, todo = ([suspects.pop(0)] if alone else todo), []
+            width = 1 if alone else min(jobs, len(batch))
+            began = Path(marks) / str(uuid.uuid4())
+            began.mkdir()
+            blamed = False
+            slots = ctx.Queue()
+            for k in range(width):
+                slots.put(k)
+            pool = ProcessPoolExecutor(max_workers=width, mp_context=ctx, initializer=_worker_init,
+                                       initargs=(slots, os.getpid()))
+            pending = {pool.submit(_pool_task, grade, began, t.index, t.zip_path, rubric, settings, t.previous): t
+                       for t in batch}
+            try:
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        task = pending.pop(fut)
+                        try:
+                            rec = fut.result()
+                        except BrokenProcessPool as e:
+                            started = (began / str(task.index)).exists()
+                            if alone:
+                                why = f"the grading worker died on this submission, twice ({e})"
+                            elif started:
+                                suspects.append(task)
+                                blamed = True
+                                continue
+                            elif idle_breaks < 2:
+                                todo.append(task)
+                                continue
+                            else:
+                                why = f"grading workers kept dying before they started ({e})"
+                            rec = error_record(task.zip_path, rubric, settings, why)
+                        except Exception as e:  # not the submission's doing: staff look, the batch goes on
+                            rec = error_record(task.zip_path, rubric, settings, f"{type(e).__name__}: {e}")
+                        yield task, rec
+            except BaseException:
+                for proc in multiprocessing.active_children():
+                    proc.kill()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
+            if todo and not blamed:
+                idle_breaks += 1
 
 
 # ----------------------------------------------------------------- Dask

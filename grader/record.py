@@ -42,7 +42,7 @@ class Record:
                                 # the item's own finding before gating, kept so that a regrade
                                 # re-judges only the items whose inputs or rubric entry changed
     schema: int = SCHEMA
-    complete: bool = True       # False only while a record is being rebuilt
+    complete: bool = True       # False: the grader failed on it (or was rebuilding it); the next run grades it again
 
 
 def safe_key(name: str) -> str:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import fcntl
 import json
+import os
 import re
 import secrets
 import shutil
@@ -96,7 +98,10 @@ def intake_policy(rubric: Rubric) -> IntakePolicy:
 
 
 def prepare_datasets(rubric: Rubric, cache_dir: Path) -> dict[str, Path]:
-    """Build the grader-held datasets once (deterministic generators in the reference package)."""
+    """Build the grader-held datasets once (deterministic generators in the reference package).
+
+    Safe for parallel workers sharing ``cache_dir``: one builds under a lock, into a folder of
+    its own that is renamed into place when whole; the others wait and use it."""
     out = {}
     for name, spec in rubric.datasets:
         module_name, func_name = spec.split(":")
@@ -106,15 +111,20 @@ def prepare_datasets(rubric: Rubric, cache_dir: Path) -> dict[str, Path]:
         func = getattr(importlib.import_module(module_name), func_name)
         folder = cache_dir / rubric.name / name
         done = folder / ".complete"
-        if done.exists():
-            out[name] = Path(done.read_text().strip())
-            continue
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        result = Path(func(folder))
-        done.write_text(str(result))
-        out[name] = result
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with open(folder.parent / f".{name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not done.is_file():
+                tmp = folder.with_name(f".{name}.{secrets.token_hex(8)}.tmp")
+                try:
+                    tmp.mkdir()
+                    result = Path(func(tmp)).resolve()
+                    (tmp / ".complete").write_text(str(result.relative_to(tmp.resolve())))
+                    shutil.rmtree(folder, ignore_errors=True)
+                    os.replace(tmp, folder)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+        out[name] = folder / done.read_text().strip()     # relative to the folder
     return out
 
 
@@ -179,6 +189,7 @@ def grade_submission(zip_path: Path, rubric: Rubric, settings: GradeSettings,
         record.warnings.append(f"internal error: {type(e).__name__}: {e}")
         record.warnings.append(traceback.format_exc(limit=8)[-4000:])
         record.score = to_jsonable(score(rubric, [], [], rejected=True))
+        record.complete = False       # graded again by the next run of the batch
     finally:
         if not settings.keep_work:
             shutil.rmtree(work, ignore_errors=True)

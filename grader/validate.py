@@ -17,7 +17,8 @@ from pathlib import Path
 
 from grader.record import Record
 from grader.rubric import Rubric
-from grader.runner import GradeSettings, grade_submission
+from grader.engines import Task, default_jobs, run_here, run_pool
+from grader.runner import GradeSettings, prepare_datasets
 
 # Net ids in the rubric's pattern, so intake adds no naming issue of its own.
 VERSIONS = {"solution": "sol0001", "release": "rel0001"}
@@ -61,18 +62,20 @@ def build_zip(rubric: Rubric, folder: Path, net_id: str, dest: Path) -> Path:
     return path
 
 
-def grade_version(rubric: Rubric, version: str, work: Path, seed: int | None = None,
-                  cache_dir: Path | None = None, calibration_s: float | None = None,
-                  device: str = "auto") -> Record:
+def version_task(rubric: Rubric, version: str, work: Path, index: int) -> Task:
     folder = rubric.solution_dir if version == "solution" else rubric.release_dir
-    net_id = VERSIONS[version]
-    zip_path = build_zip(rubric, folder, net_id, work)
+    return Task(index, build_zip(rubric, folder, VERSIONS[version], work), None)
+
+
+def version_settings(rubric: Rubric, work: Path, seed: int | None, cache_dir: Path | None,
+                     calibration_s: float | None, device: str) -> GradeSettings:
+    """Both versions handed in an hour before the deadline."""
     settings = GradeSettings(work_dir=work / "work", cache_dir=cache_dir or work / "cache",
-                             times={net_id: rubric.deadline.due - timedelta(hours=1)},
+                             times={n: rubric.deadline.due - timedelta(hours=1) for n in VERSIONS.values()},
                              calibration_s=calibration_s, device=device)
     if seed is not None:
         settings.seed = seed
-    return grade_submission(zip_path, rubric, settings)
+    return settings
 
 
 def findings(rubric: Rubric, version: str, record: Record) -> list[Finding]:
@@ -97,15 +100,22 @@ def findings(rubric: Rubric, version: str, record: Record) -> list[Finding]:
 
 def validate(rubric: Rubric, work: Path | None = None, seed: int | None = None,
              cache_dir: Path | None = None, calibration_s: float | None = None,
-             device: str = "auto") -> tuple[list[Finding], dict[str, Record]]:
+             device: str = "auto", jobs: int | None = None) -> tuple[list[Finding], dict[str, Record]]:
+    """Grade the solution and the release (side by side where the machine holds two kernels)."""
+    if jobs is None:
+        e = rubric.execution
+        jobs = min(len(VERSIONS), default_jobs(e.threads, e.memory_mb)[0])
     with tempfile.TemporaryDirectory(prefix="validate-") as tmp:
         root = Path(work or tmp)
-        records, problems = {}, []
-        for version in VERSIONS:
-            d = root / version
-            d.mkdir(parents=True, exist_ok=True)
-            records[version] = rec = grade_version(rubric, version, d, seed, cache_dir, calibration_s, device)
-            problems += findings(rubric, version, rec)
+        root.mkdir(parents=True, exist_ok=True)
+        settings = version_settings(rubric, root, seed, cache_dir, calibration_s, device)
+        if any(p.mounts for p in rubric.parts):
+            prepare_datasets(rubric, settings.cache_dir)       # once, before the workers need them
+        tasks = [version_task(rubric, v, root, n) for n, v in enumerate(VERSIONS)]
+        finished = run_pool(tasks, rubric, settings, jobs) if jobs > 1 else run_here(tasks, rubric, settings)
+        by_index = {task.index: rec for task, rec in finished}
+        records = {v: by_index[n] for n, v in enumerate(VERSIONS)}
+        problems = [f for v, rec in records.items() for f in findings(rubric, v, rec)]
         return problems, records
 
 

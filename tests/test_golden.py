@@ -63,7 +63,8 @@ def _check(row: dict[str, str], rec, rubric) -> None:
     items = "\n".join(f"  {i['id']}: {i['points']:g}/{i['possible']:g} {i['status']} {i['message'][:120]}"
                       for i in rec.items if i["kind"] != "staff")
     runs = "\n".join(f"  {k}: {n.get('status')} {n.get('message', '')[:200]}" for k, n in rec.notebooks.items())
-    assert got == pytest.approx(want), f"{row['zip']}: items were\n{items}\nruns:\n{runs}"
+    assert got == pytest.approx(want), (f"{row['zip']}: {rec.status}: {rec.reason}\nwarnings: {rec.warnings}\n"
+                                        f"items were\n{items}\nruns:\n{runs}")
     text = " ".join([rec.reason, *(p["reason"] for p in rec.penalties),
                      *(n.get("message", "") for n in rec.notebooks.values()),
                      *(i["message"] for i in rec.items), feedback_markdown(rubric, rec)])

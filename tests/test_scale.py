@@ -309,3 +309,73 @@ def test_default_jobs_follow_cores_memory_and_gpus(monkeypatch):
     assert engines.default_jobs(1, 2048, gpu_slots=2)[0] == 2
     monkeypatch.setattr(engines, "available_mb", lambda: 1000)
     assert engines.default_jobs(1, 6144)[0] == 1          # never fewer than one
+
+
+GENERATOR = '''
+import os, time
+from pathlib import Path
+
+def build(folder):
+    with open(os.environ["BUILD_LOG"], "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    data = Path(folder) / "data"
+    data.mkdir()
+    for k in range(20):
+        time.sleep(0.02)                       # slow enough for a second worker to arrive
+        (data / f"{k}.bin").write_bytes(bytes([k]) * 1000)
+    return data
+'''
+
+
+def _prepare(rubric, cache: str):
+    from grader.runner import prepare_datasets
+    return {k: sorted(p.name for p in v.iterdir()) for k, v in prepare_datasets(rubric, Path(cache)).items()}
+
+
+def test_datasets_are_built_once_by_parallel_workers(tmp_path, monkeypatch):
+    """Workers that start together on one cache: one builds the grader-held data set, the others
+    wait for it and all see the whole set (a race here once failed a batch's first gradings)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from types import SimpleNamespace
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "slowdata.py").write_text(GENERATOR)
+    monkeypatch.setenv("BUILD_LOG", str(tmp_path / "builds.log"))
+    rubric = SimpleNamespace(name="mini", reference_dir=ref, datasets=(("shapes", "slowdata:build"),))
+    with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool:
+        seen = list(pool.map(_prepare, [rubric] * 3, [str(tmp_path / "cache")] * 3))
+    want = sorted(f"{k}.bin" for k in range(20))
+    assert seen == [{"shapes": want}] * 3
+    assert len((tmp_path / "builds.log").read_text().split()) == 1
+    assert [p.name for p in (tmp_path / "cache" / "mini").iterdir() if p.name.endswith(".tmp")] == []
+
+
+def grade_or_die(zip_path, rubric, settings, previous):
+    """A grader whose worker process dies on one submission (as under the machine's OOM killer)."""
+    from grader.runner import error_record
+    if zip_path.stem == "zz0666":
+        time.sleep(0.5)                     # its neighbour is running when it dies
+        os._exit(137)
+    time.sleep(1.0)
+    rec = error_record(zip_path, rubric, settings, "stand-in")
+    rec.status, rec.warnings = "graded", [f"graded by {os.getpid()}"]
+    return rec
+
+
+def test_a_dying_worker_costs_only_its_own_submission(tmp_path):
+    """The pool breaks when a worker dies, and every unfinished submission with it: the ones
+    running then each get a try alone; only the one that kills its worker there gets an error
+    record, and every other submission is graded exactly once."""
+    rubric = load_rubric(rubric_file(tmp_path))
+    settings = GradeSettings(work_dir=tmp_path / "work", cache_dir=tmp_path / "cache")
+    names = ["aa0001", "zz0666", "bb0002", "cc0003", "dd0004"]
+    tasks = [engines.Task(n, student_zip(tmp_path, name, "x = 1"), None) for n, name in enumerate(names)]
+    seen = [(t.zip_path.stem, r.status, r.warnings[0]) for t, r in
+            engines.run_pool(tasks, rubric, settings, jobs=2, grade=grade_or_die)]
+    assert sorted(s for s, _, _ in seen) == sorted(names)          # none lost, none twice
+    status = {s: st for s, st, _ in seen}
+    assert status.pop("zz0666") == "error"
+    assert set(status.values()) == {"graded"}
+    why = next(w for s, _, w in seen if s == "zz0666")
+    assert "died on this submission, twice" in why
