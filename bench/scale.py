@@ -225,9 +225,11 @@ def p3(tmp: Path, students: int) -> tuple[int, float]:
     from test_scale import EXACT, student_zip
     folder = tmp / "p3subs"
     folder.mkdir()
-    # Identical notebooks: the first grading runs one kernel (the run cache serves the rest);
-    # the regrade still judges every student's record on its own.
-    zips = [student_zip(folder, f"st{1000 + k}", EXACT, "answer = 42") for k in range(students)]
+    # Identical notebooks (one zip's bytes under every name: nbformat gives each new cell a random
+    # id): the first grading runs one kernel, the run cache serves the rest; the regrade still
+    # judges every student's record on its own.
+    first = student_zip(folder, "st1000", EXACT, "answer = 42")
+    zips = [first] + [Path(shutil.copy(first, folder / f"st{1000 + k}.zip")) for k in range(1, students)]
     out = tmp / "p3"
     settings = GradeSettings(work_dir=out / "work", cache_dir=out / "cache", seed=1)
     grade_batch(zips, _small_rubric(tmp, 1e-2), settings, out, log=lambda m: None)

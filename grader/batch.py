@@ -70,7 +70,7 @@ def _current(old: Record, zip_path: Path, zip_sha: str | None, rubric: Rubric, s
     """Complete, of this very zip, and graded with what would grade it now (rubric, grader
     version, tables, limits: ``inputs_digest``)."""
     return (old.complete and old.zip_name == zip_path.name and old.zip_sha256 == zip_sha
-            and old.inputs_digest == inputs_digest(rubric, settings, old.net_id))
+            and old.inputs_digest == inputs_digest(rubric, settings, old.net_id, old.zip_name))
 
 
 def _reusable(path: Path, zip_path: Path, rubric: Rubric, settings: GradeSettings) -> Record | None:

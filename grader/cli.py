@@ -19,6 +19,8 @@ from grader.rubric import RubricError, load_rubric
 from grader.cluster import ClusterError
 from grader.engines import default_jobs
 from grader.progress import Progress
+from grader.lms import brightspace
+from grader.lms.classlist import ClassListError, Roster, read_class_list
 from grader.runner import GradeSettings
 from grader.score import Penalty, score
 from grader.tables import (TABLES, TableError, load_extensions, load_staff_scores, load_times, named_tables,
@@ -84,23 +86,44 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"grader: {target} does not exist; give a folder of zips or one zip", file=sys.stderr)
         return 2
     folder = target if target.is_dir() else target.parent
-    zips, skipped = survey(target) if target.is_dir() else ([target], [])
+    lms_download = not bundled and brightspace.looks_like_download(target)
+    if lms_download:
+        zips, skipped = [], []
+    else:
+        zips, skipped = survey(target) if target.is_dir() else ([target], [])
     paths = _tables_for(args, target if target.is_dir() else None, folder, bundled)
     not_graded = _report_skipped(target, skipped)
-    if not zips:
+    if not zips and not lms_download:
         print(f"grader: no submissions found in {target}", file=sys.stderr)
         return 2
     staff_ids = {i.id for i in rubric.items if i.kind == "staff"}
     times_path, ext_path, staff_path = paths["times"], paths["extensions"], paths["staff_scores"]
+    extensions = load_extensions(ext_path) if ext_path else {}
+    lms = None
+    if lms_download:
+        try:
+            roster = Roster(read_class_list(args.classlist)) if args.classlist else None
+            lms = brightspace.prepare(target, args.out / "brightspace", rubric, extensions, roster)
+        except (brightspace.DownloadError, ClassListError) as e:
+            print(f"grader: {e}", file=sys.stderr)
+            return 2
+        zips = lms.zips
+        for line in lms.lines:
+            print(f"grader: {line}", file=sys.stderr)
     settings = GradeSettings(
         work_dir=args.out / "work", cache_dir=args.out / "cache",
         times=load_times(times_path) if times_path else {},
-        extensions=load_extensions(ext_path) if ext_path else {},
+        extensions=extensions,
         staff_scores=load_staff_scores(staff_path, staff_ids) if staff_path else {},
         cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout, keep_work=args.keep_work,
         device=args.device)
+    if lms is not None:
+        settings.lms = lms.lms
+        settings.times = {**lms.times, **settings.times}     # a times table staff name wins
+        if times_path is None:
+            paths = {**paths, "times": target}
     print(f"grader: tables: {tables_line(paths)}", file=sys.stderr)
-    if times_path is None:
+    if times_path is None and lms is None:
         print("grader: warning: no submission times table (--times or --tables DIR); zip modification "
               "times will be used", file=sys.stderr)
 
@@ -269,6 +292,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from grader.lms import export
+    rubric = load_rubric(args.rubric)
+    paths = sorted((args.out / "records").glob("*.json"))
+    if not paths:
+        print(f"grader: no records in {args.out / 'records'}; run 'grader grade' first", file=sys.stderr)
+        return 2
+    recs = []
+    for p in paths:
+        rec = records_io.load(p)
+        if rec.rubric.get("digest") != rubric.digest:
+            print(f"grader: {p.name} was graded with another rubric; grade again (or name it with --rubric)",
+                  file=sys.stderr)
+            return 2
+        recs.append(rec)
+    if args.to == "brightspace":
+        dest = args.file or args.out / "brightspace_import.csv"
+        done = export.brightspace_csv(recs, args.item or rubric.name.upper(), dest, args.max_points, args.with_pending)
+    else:
+        dest = args.file or args.out / "gradescope"
+        done = export.gradescope_dir(recs, {i.id: i.title for i in rubric.items}, dest)
+    print(f"wrote {done.path}: {done.written} student(s)")
+    for zip_name, why in done.left_out:
+        print(f"  left out {_shown(zip_name)}: {why}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from grader.validate import table, validate
 
@@ -343,7 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "files of those names beside the zips are ignored with a warning, and a table inside "
                     "the submissions folder is refused. The summary at the end names the tables used.")
     g.add_argument("submissions", nargs="?", type=Path, default=None,
-                   help=f"folder of zips, or one zip (default: {DEFAULT_SUBMISSIONS}, with --tables {DEFAULT_TABLES})")
+                   help=f"folder of zips, one zip, or a Brightspace download of the assignment (its zip or "
+                        f"extracted folder) (default: {DEFAULT_SUBMISSIONS}, with --tables {DEFAULT_TABLES})")
+    g.add_argument("--classlist", type=Path, metavar="CSV",
+                   help="Brightspace class list export (Username, OrgDefinedId, First Name, Last Name): finds "
+                        "the net id of a student whose own zip name does not say it, by display name")
     g.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC, help="rubric TOML (default: %(default)s)")
     g.add_argument("--out", type=Path, default=Path("grading-output"), help="output folder (default: %(default)s)")
     g.add_argument("--tables", type=Path, metavar="DIR",
@@ -396,6 +450,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tables", type=Path, metavar="DIR", help="course tables folder: its staff_scores.csv is merged")
     r.add_argument("--staff-scores", type=Path, help="CSV net_id,<staff item ids>... (wins over --tables)")
     r.set_defaults(func=cmd_report)
+
+    x = sub.add_parser("export", help="grades out of records: a Brightspace grade-import CSV or Gradescope results.json",
+                       description="Write what an LMS takes in from the records of --out (run 'grader report' "
+                                   "first to merge staff scores). Records without a resolved student, two "
+                                   "records of one net id, the grader's own failures and (unless "
+                                   "--with-pending) records with staff items pending are left out and listed.")
+    x.add_argument("to", choices=("brightspace", "gradescope"))
+    x.add_argument("--out", type=Path, default=Path("grading-output"), help="the grading output folder")
+    x.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
+    x.add_argument("--file", type=Path, help="where to write (default: OUT/brightspace_import.csv, OUT/gradescope/)")
+    x.add_argument("--item", help="the Brightspace grade item's name (default: the rubric's name, e.g. HW2)")
+    x.add_argument("--max-points", type=float, help="create the grade item on import, with this maximum")
+    x.add_argument("--with-pending", action="store_true", help="also upload records whose staff items are pending")
+    x.set_defaults(func=cmd_export)
     return ap
 
 

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
+from grader.lms.names import original_name
+
 __all__ = ["IntakePolicy", "IntakeResult", "intake", "netid_from_filename"]
 
 _MIB = 2**20
@@ -111,16 +113,7 @@ class IntakeResult:
 
 # --------------------------------------------------------------------------- zip name
 
-_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-_BRIGHTSPACE_TS = rf"{_MONTH} \d{{1,2}}, \d{{4}} \d{{1,2}}[:_]?\d{{2}} (?:AM|PM)"
-_BRIGHTSPACE_FLAT = re.compile(rf"^\d+-\d+ - .+ - {_BRIGHTSPACE_TS} - (?P<orig>.+)$", re.DOTALL)
 _ASSIGNMENT_TOKEN = re.compile(r"(?:hw|lab|ps|homework)\d{1,2}")
-
-
-def _strip_lms_prefix(name: str) -> str:
-    """Original file name inside a Brightspace flat-layout name (greedy: last timestamp)."""
-    m = _BRIGHTSPACE_FLAT.match(name)
-    return m.group("orig") if m else name
 
 
 def _sanitize(stem: str) -> str:
@@ -136,7 +129,7 @@ def netid_from_filename(name: str, pattern: str) -> tuple[str, bool]:
     e.g. ``hw2``, lose to any other match and never count as correct), lowercased, else
     the sanitized stem.
     """
-    orig = _strip_lms_prefix(PurePosixPath(name.replace("\\", "/")).name)
+    orig = original_name(PurePosixPath(name.replace("\\", "/")).name)
     rx = re.compile(pattern)
     if orig.endswith(".zip") and rx.fullmatch(orig[:-4]) and not _ASSIGNMENT_TOKEN.fullmatch(orig[:-4]):
         return orig[:-4], True
@@ -484,17 +477,25 @@ def _copy_member(
             os.unlink(tmp)
 
 
-def intake(zip_path: Path, dest: Path, policy: IntakePolicy) -> IntakeResult:
+def intake(zip_path: Path, dest: Path, policy: IntakePolicy,
+           submitted_as: tuple[str, str] | None = None) -> IntakeResult:
     """Check a submission zip and extract its required files into ``dest``.
 
+    ``submitted_as``: (net_id, the name the student gave the file) when staff resolved the
+    student elsewhere (an LMS download and its class list); the file's own name is then ours.
     Never raises for bad input; see the module docstring for the rules.
     """
     zip_path = Path(zip_path)
     dest = Path(dest)
-    net_id, name_ok = netid_from_filename(zip_path.name, policy.netid_pattern)
+    if submitted_as is not None:
+        net_id, given = submitted_as
+        name_ok = given == f"{net_id}.zip"
+    else:
+        given = original_name(zip_path.name)
+        net_id, name_ok = netid_from_filename(zip_path.name, policy.netid_pattern)
     res = IntakeResult(zip_name=zip_path.name, net_id=net_id)
     if not name_ok:
-        shown = _strip_lms_prefix(zip_path.name)
+        shown = given
         plausible = re.fullmatch(policy.netid_pattern, net_id) and not _ASSIGNMENT_TOKEN.fullmatch(net_id)
         expected = f"'{net_id}.zip'" if plausible else "'<net_id>.zip' (your NYU net id, e.g. 'abc123.zip')"
         res.naming_issues.append(f"the zip is named '{shown}', expected {expected}")

@@ -41,6 +41,8 @@ class Record:
     judged: dict[str, dict[str, Any]] = field(default_factory=dict)   # item id -> {"digest", "result"}:
                                 # the item's own finding before gating, kept so that a regrade
                                 # re-judges only the items whose inputs or rubric entry changed
+    lms: dict[str, Any] = field(default_factory=dict)   # from an LMS download: display name, how the
+                                # net id was found, every attempt, the graded one (grader/lms/)
     schema: int = SCHEMA
     complete: bool = True       # False: the grader failed on it (or was rebuilding it); the next run grades it again
 

@@ -61,6 +61,8 @@ class GradeSettings:
     calibration_s: float | None = None               # the machine's calibration (grader/limits.py); None: measure once
     artifacts_dir: Path | None = None                # keep each run here (grader/artifacts.py) for regrades
     force: bool = False                              # run every notebook again, whatever was kept
+    lms: dict[str, dict] = field(default_factory=dict)   # zip name -> what the LMS download says of it
+                                                     # (grader/lms/brightspace.py: net id, given name, attempts)
 
 
 def time_limits(rubric: Rubric, settings: GradeSettings) -> limits_stage.Limits:
@@ -155,10 +157,11 @@ def grader_version() -> str:
     return _VERSION[0]
 
 
-def inputs_digest(rubric: Rubric, settings: GradeSettings, net_id: str) -> str:
-    """What a record depends on besides the zip: a changed time, extension, staff score or
-    limit makes an earlier record stale."""
+def inputs_digest(rubric: Rubric, settings: GradeSettings, net_id: str, zip_name: str = "") -> str:
+    """What a record depends on besides the zip: a changed time, extension, staff score,
+    limit or LMS entry makes an earlier record stale."""
     parts = [rubric.digest, grader_version(), net_id, str(settings.times.get(net_id)),
+             json.dumps(settings.lms.get(zip_name), sort_keys=True, default=str),
              str(settings.extensions.get(net_id)),
              json.dumps(settings.staff_scores.get(net_id, {}), sort_keys=True),
              str(settings.cell_timeout_s), str(settings.notebook_timeout_s)]
@@ -194,7 +197,7 @@ def grade_submission(zip_path: Path, rubric: Rubric, settings: GradeSettings,
         if not settings.keep_work:
             shutil.rmtree(work, ignore_errors=True)
     record.timing["total_s"] = round(time.monotonic() - started, 3)
-    record.inputs_digest = inputs_digest(rubric, settings, record.net_id)
+    record.inputs_digest = inputs_digest(rubric, settings, record.net_id, record.zip_name)
     return record
 
 
@@ -216,7 +219,7 @@ def error_record(zip_path: Path, rubric: Rubric, settings: GradeSettings, why: s
                     graded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     record.warnings.append(f"internal error: {why}")
     record.score = to_jsonable(score(rubric, [], [], rejected=True))
-    record.inputs_digest = inputs_digest(rubric, settings, record.net_id)
+    record.inputs_digest = inputs_digest(rubric, settings, record.net_id, record.zip_name)
     record.complete = False       # graded again by the next run of the batch
     return record
 
@@ -229,7 +232,13 @@ def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Reco
 
     # intake
     t0 = time.monotonic()
-    got: IntakeResult = intake(zip_path, work / "submission", intake_policy(rubric))
+    lms = settings.lms.get(zip_path.name)
+    if lms is not None:
+        record.lms = lms
+        if lms.get("notes"):      # what the download left open (an unresolved student, a tie): staff look
+            record.flags["lms"] = "; ".join(lms["notes"])
+    got: IntakeResult = intake(zip_path, work / "submission", intake_policy(rubric),
+                               (lms["key"], lms["given_name"]) if lms is not None else None)
     record.net_id = got.net_id
     record.intake = to_jsonable(got)
     record.timing["intake_s"] = round(time.monotonic() - t0, 3)
