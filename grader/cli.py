@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from grader import devices
+from grader import devices, overrides
 from grader import record as records_io
 from grader.batch import DUPLICATE, duplicate_groups, flag_duplicates, grade_batch, survey, write_outputs
 from grader.checks import KINDS, JudgeContext
@@ -23,8 +23,8 @@ from grader.lms import brightspace
 from grader.lms.classlist import ClassListError, Roster, read_class_list
 from grader.runner import GradeSettings
 from grader.score import Penalty, score
-from grader.tables import (TABLES, TableError, load_extensions, load_staff_scores, load_times, named_tables,
-                           tables_line)
+from grader.tables import (TABLES, TableError, load_extensions, load_overrides, load_staff_scores, load_times,
+                           named_tables, tables_line)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUBRIC = REPO / "rubrics" / "hw2.toml"
@@ -42,7 +42,8 @@ def _tables_for(args: argparse.Namespace, submissions: Path | None, beside: Path
     being graded (None for one zip): a table inside it is refused. Files with the standard
     names beside the zips that were not named are ignored, with a warning."""
     folder = args.tables
-    files = {"times": args.times, "extensions": args.extensions, "staff_scores": args.staff_scores}
+    files = {"times": args.times, "extensions": args.extensions, "staff_scores": args.staff_scores,
+             "overrides": args.overrides}
     if folder is None and bundled and not any(files.values()):
         folder = DEFAULT_TABLES
     paths = named_tables(files, folder)
@@ -115,6 +116,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         times=load_times(times_path) if times_path else {},
         extensions=extensions,
         staff_scores=load_staff_scores(staff_path, staff_ids) if staff_path else {},
+        overrides=load_overrides(paths["overrides"], _worth(rubric)) if paths["overrides"] else {},
         cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout, keep_work=args.keep_work,
         device=args.device)
     if lms is not None:
@@ -160,6 +162,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if progress.slowest:
         print("slowest:  " + ", ".join(f"{_shown(n)} {s:.0f} s" for s, n in progress.slowest[:3]))
     print(f"tables:   {tables_line(paths)}")
+    _print_overrides(recs)
     _print_duplicates(recs)
     if not_graded:
         print(f"not graded: {len(not_graded)} other entr{'y' if len(not_graded) == 1 else 'ies'} of {target} "
@@ -243,8 +246,13 @@ def sandbox_works(rubric, verb: str, settings: GradeSettings) -> bool:
     return True
 
 
-def rescore(rubric, rec, staff: dict[str, float]):
-    """Merge new staff scores into a record: re-judge staff items only, then score again."""
+def _worth(rubric) -> dict[str, float]:
+    return {i.id: i.points for i in rubric.items}
+
+
+def rescore(rubric, rec, staff: dict[str, float], table: dict[str, dict] | None = None):
+    """Merge new staff scores and overrides into a record: re-judge staff items only, apply the
+    overrides afresh, then score again."""
     if rec.status != "graded":
         return rec
     ctx = JudgeContext(rec.net_id, None, False, None, staff, None)
@@ -252,11 +260,14 @@ def rescore(rubric, rec, staff: dict[str, float]):
     by_id = {i.id: i for i in rubric.items}
     for it in rec.items:
         item = by_id.get(it["id"])
-        if item is not None and item.kind == "staff" and it["status"] != "not_run":
+        kept = ItemResult(**{k: v for k, v in it.items() if k != "subchecks"}, subchecks=[])
+        kept.subchecks = it.get("subchecks", [])
+        overrides.undo([kept])
+        if item is not None and item.kind == "staff" and kept.status != "not_run":
             items.append(KINDS["staff"].judge(item, ctx))
         else:
-            items.append(ItemResult(**{k: v for k, v in it.items() if k != "subchecks"}, subchecks=[]))
-            items[-1].subchecks = it.get("subchecks", [])
+            items.append(kept)
+    overrides.apply(items, table or {})
     penalties = [Penalty(**p) for p in rec.penalties]
     rec.items = to_jsonable(items)
     rec.score = to_jsonable(score(rubric, items, penalties, rejected=False))
@@ -269,17 +280,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not paths:
         print(f"grader: no records in {args.out / 'records'}; run 'grader grade' first", file=sys.stderr)
         return 2
-    staff_path = named_tables({"staff_scores": args.staff_scores}, args.tables)["staff_scores"]
+    named = named_tables({"staff_scores": args.staff_scores, "overrides": args.overrides}, args.tables)
+    staff_path, over_path = named["staff_scores"], named["overrides"]
     staff = load_staff_scores(staff_path, {i.id for i in rubric.items if i.kind == "staff"}) \
         if staff_path else {}
+    table = load_overrides(over_path, _worth(rubric)) if over_path else {}
     done = []
     for p in paths:
         rec = records_io.load(p)
         if rec.rubric.get("digest") != rubric.digest:
             print(f"grader: {p.name} was graded with another rubric; grade again", file=sys.stderr)
             return 2
-        if staff:
-            rec = rescore(rubric, rec, staff.get(rec.net_id, {}))
+        if staff or table:
+            rec = rescore(rubric, rec, staff.get(rec.net_id, {}), table.get(rec.net_id, {}))
             records_io.save(rec, p)
         done.append((rec, p))
     for rec in flag_duplicates([r for r, _ in done]):
@@ -287,9 +300,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     recs = [r for r, _ in done]
     write_outputs(rubric, recs, args.out)
     print(f"rebuilt {args.out / 'grades.csv'} and {len(recs)} feedback report(s); "
-          f"staff scores {staff_path or 'none'}")
+          f"staff scores {staff_path or 'none'}; overrides {over_path or 'none'}")
+    _print_overrides(recs)
     _print_duplicates(recs)
     return 0
+
+
+def _print_overrides(recs) -> None:
+    over = [(r.net_id, i) for r in recs for i in overrides.overridden(r.items)]
+    if over:
+        print(f"overrides: {len(over)} item(s) of {len({n for n, _ in over})} student(s) set by staff "
+              "(column 'overridden' of grades.csv)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -409,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "--tables, else none)")
     g.add_argument("--staff-scores", type=Path, help="CSV net_id,<staff item ids>... (default: "
                    "DIR/staff_scores.csv of --tables, else none: staff items pending)")
+    g.add_argument("--overrides", type=Path, help="CSV net_id,item,points,comment: staff's points for any item, "
+                   "which win (default: DIR/overrides.csv of --tables, else none)")
     g.add_argument("--cell-timeout", type=float, help="override the rubric's per-cell timeout (seconds)")
     g.add_argument("--notebook-timeout", type=float, help="override the rubric's per-notebook wall-clock limit (seconds)")
     g.add_argument("--device", default="auto", help="where student kernels run: auto (a GPU when the machine has "
@@ -449,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
     r.add_argument("--tables", type=Path, metavar="DIR", help="course tables folder: its staff_scores.csv is merged")
     r.add_argument("--staff-scores", type=Path, help="CSV net_id,<staff item ids>... (wins over --tables)")
+    r.add_argument("--overrides", type=Path, help="CSV net_id,item,points,comment (wins over --tables)")
     r.set_defaults(func=cmd_report)
 
     x = sub.add_parser("export", help="grades out of records: a Brightspace grade-import CSV or Gradescope results.json",

@@ -99,6 +99,7 @@ class IntakeResult:
     extra_files: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    documents: dict[str, dict] = field(default_factory=dict)   # PDF name -> pages, characters of text
     problems: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -351,12 +352,29 @@ def _check_pdf(path: Path, name: str, res: IntakeResult) -> None:
                 res.problems[name] = "the PDF is password-protected"
                 return
             pages = len(reader.pages)
+            chars = _text_chars(reader)
     # pypdf's errors on damaged files range over PdfReadError, ValueError, KeyError, ...
     except Exception as e:  # noqa: BLE001
         res.problems[name] = f"not a real PDF (it cannot be opened: {_short(e)})"
         return
     if pages < 1:
         res.problems[name] = "not a real PDF (it has no pages)"
+        return
+    res.documents[name] = {"pages": pages, "text_chars": chars}
+    if chars == 0:
+        res.warnings.append(f"'{name}' has no text a program can read (a scan or photos?): staff can still "
+                            "read it; typed or exported PDFs are easier to grade")
+
+
+def _text_chars(reader, pages: int = 5) -> int:
+    """Characters of extractable text in the first ``pages`` pages (a scan has none)."""
+    n = 0
+    for page in reader.pages[:pages]:
+        try:
+            n += len((page.extract_text() or "").strip())
+        except Exception:  # noqa: BLE001 - a page pypdf cannot read counts as no text
+            continue
+    return n
 
 
 _CHECKS = {".ipynb": _check_notebook, ".pdf": _check_pdf}

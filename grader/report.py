@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from grader.overrides import overridden
 from grader.record import Record, safe_key, write_atomic, zip_key
 from grader.rubric import Rubric
 from grader.text_safety import csv_cell, md_block, md_code, md_inline, md_text
@@ -24,7 +25,7 @@ def columns(rubric: Rubric) -> list[str]:
             cols.append(f"part:{p.id}:extra")
     cols += [f"item:{i.id}" for i in rubric.items]
     cols += ["raw_total", "penalty:naming_pct", "penalty:late_pct", "penalty:not_executable_pct",
-             "penalty_total_pct", "final_score", "staff_pending", "review", "reason", "zip_name"]
+             "penalty_total_pct", "final_score", "staff_pending", "overridden", "review", "reason", "zip_name"]
     return cols
 
 
@@ -46,6 +47,7 @@ def csv_row(rubric: Rubric, r: Record) -> dict:
     row["penalty_total_pct"] = r.score.get("penalty_pct", 0.0)
     row["final_score"] = r.score.get("final", 0.0)
     row["staff_pending"] = r.score.get("pending_items", 0)
+    row["overridden"] = " ".join(overridden(r.items))     # items whose points staff set
     # what staff should look at: record flags (e.g. duplicate_net_id), then flagged items
     row["review"] = " ".join([*sorted(r.flags), *(i["id"] for i in r.items if i.get("review"))])
     return row
@@ -124,6 +126,9 @@ def feedback_markdown(rubric: Rubric, r: Record, images: dict[str, str] | None =
     notes += [f"extra file in the zip: {md_code(f)}" for f in intake.get("extra_files", [])]
     notes += [f"{md_code(m)} is missing from the zip" for m in intake.get("missing", [])]
     notes += [f"{md_code(k)}: {md_text(v)}" for k, v in intake.get("problems", {}).items()]
+    notes += [f"{md_code(k)}: {d['pages']} page(s)" + ("" if d.get("text_chars") else
+              ", no text a program can read (a scan or photos?)")
+              for k, d in intake.get("documents", {}).items()]
     if intake.get("ignored"):
         shown = ", ".join(md_code(n) for n in intake["ignored"][:5]) + (" ..." if len(intake["ignored"]) > 5 else "")
         notes.append(f"system files ignored, not counted as extra files: {shown}")

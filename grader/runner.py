@@ -23,7 +23,7 @@ from pathlib import Path
 
 from grader import artifacts
 from grader import deadline as deadline_stage
-from grader import devices, limits as limits_stage
+from grader import devices, limits as limits_stage, overrides
 from grader.cache import cached_execute, run_key
 from grader.checks import KINDS, ItemResult, JudgeContext
 from grader.checks.base import SubResult, not_run
@@ -52,6 +52,7 @@ class GradeSettings:
     times: dict[str, datetime] = field(default_factory=dict)
     extensions: dict[str, timedelta] = field(default_factory=dict)
     staff_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    overrides: dict[str, dict[str, dict]] = field(default_factory=dict)   # net id -> item -> points, comment
     seed: int = field(default_factory=lambda: secrets.randbits(63))   # secret per run
     cell_timeout_s: float | None = None              # overrides of the rubric's nominal limits
     notebook_timeout_s: float | None = None
@@ -164,6 +165,7 @@ def inputs_digest(rubric: Rubric, settings: GradeSettings, net_id: str, zip_name
              json.dumps(settings.lms.get(zip_name), sort_keys=True, default=str),
              str(settings.extensions.get(net_id)),
              json.dumps(settings.staff_scores.get(net_id, {}), sort_keys=True),
+             json.dumps(settings.overrides.get(net_id, {}), sort_keys=True),
              str(settings.cell_timeout_s), str(settings.notebook_timeout_s)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
@@ -321,6 +323,7 @@ def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Reco
     if not_executable:
         penalties.append(Penalty("not_executable", rubric.penalties.not_executable_pct,
                                  "a notebook could not be executed from top to bottom: " + "; ".join(not_executable)))
+    overrides.apply(items, settings.overrides.get(got.net_id, {}))
     record.status = "graded"
     record.reason = _short_reason(items, penalties)
     _finish(rubric, record, items, penalties, rejected=False)

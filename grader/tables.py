@@ -1,4 +1,4 @@
-"""Staff tables (CSV): submission times, extensions, staff scores.
+"""Staff tables (CSV): submission times, extensions, staff scores, overrides.
 
 A table is read only from a file staff name: its own flag, or its standard file name in a
 tables folder staff name (``--tables DIR``); never from the folder of submissions, where
@@ -20,7 +20,8 @@ class TableError(ValueError):
 # table -> (its standard file name in a tables folder, what it is called in messages)
 TABLES = {"times": ("submission_times.csv", "submission times"),
           "extensions": ("extensions.csv", "extensions"),
-          "staff_scores": ("staff_scores.csv", "staff scores")}
+          "staff_scores": ("staff_scores.csv", "staff scores"),
+          "overrides": ("overrides.csv", "overrides")}
 
 
 def named_tables(files: dict[str, Path | None], folder: Path | None) -> dict[str, Path | None]:
@@ -122,4 +123,29 @@ def load_staff_scores(path: Path, item_ids: set[str]) -> dict[str, dict[str, flo
                 raise TableError(f"{path.name} line {n}, column {key}: {text!r} must be a number >= 0")
             scores[key] = value
         out[row["net_id"].lower()] = scores
+    return out
+
+
+def load_overrides(path: Path, possible: dict[str, float]) -> dict[str, dict[str, dict]]:
+    """Long CSV ``net_id,item,points,comment``: staff's word on any item (a theory question or
+    an automatic one), which wins over what the grader found. ``possible``: item id -> points."""
+    out: dict[str, dict[str, dict]] = {}
+    for n, row in _rows(path, ("net_id", "item", "points")):
+        if not row["net_id"]:
+            continue
+        item = row["item"]
+        if item not in possible:
+            raise TableError(f"{path.name} line {n}: {item!r} is not an item of the rubric "
+                             f"(item ids look like {', '.join(sorted(possible)[:3])})")
+        try:
+            points = float(row["points"])
+        except ValueError:
+            raise TableError(f"{path.name} line {n}: points {row['points']!r} is not a number") from None
+        if not math.isfinite(points) or not 0 <= points <= possible[item]:
+            raise TableError(f"{path.name} line {n}: points {row['points']!r} must be between 0 and "
+                             f"{possible[item]:g} (what {item} is worth)")
+        mine = out.setdefault(row["net_id"].lower(), {})
+        if item in mine:
+            raise TableError(f"{path.name} line {n}: a second override of {item} for {row['net_id']}")
+        mine[item] = {"points": points, "comment": row.get("comment", "")}
     return out

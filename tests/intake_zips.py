@@ -19,8 +19,17 @@ Entry = tuple[str | zipfile.ZipInfo, bytes]
 
 @lru_cache(maxsize=None)
 def pdf_bytes() -> bytes:
+    """A one-page PDF with text on it, as a typed answer sheet has."""
+    from grader.validate import placeholder_pdf
+    return placeholder_pdf("Problem 1.1: the receptive field is 7 x 7.")
+
+
+@lru_cache(maxsize=None)
+def scanned_pdf_bytes(pages: int = 2) -> bytes:
+    """Pages that are only images, as a phone scan is: no text a program can read."""
     w = pypdf.PdfWriter()
-    w.add_blank_page(width=200, height=200)
+    for _ in range(pages):
+        w.add_blank_page(width=200, height=200)
     buf = io.BytesIO()
     w.write(buf)
     return buf.getvalue()

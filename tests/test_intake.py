@@ -670,3 +670,16 @@ def test_mutated_zips_never_raise(raw):
         assert tree(root) <= {"abc123.zip", "out"} | {f"out/{n}" for n in REQUIRED}
         for name, path in res.files.items():
             assert path == root / "out" / name and path.is_file()
+
+
+def test_the_pdf_page_count_and_its_text_are_reported(tmp_path):
+    from intake_zips import scanned_pdf_bytes
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    typed = run(tmp_path / "a", good_entries())
+    assert typed.documents["hw2_theory.pdf"]["pages"] == 1 and typed.documents["hw2_theory.pdf"]["text_chars"] > 20
+    entries = [(n, scanned_pdf_bytes(3) if n == "hw2_theory.pdf" else b) for n, b in good_entries()]
+    scan = run(tmp_path / "b", entries)
+    assert scan.status == "ok" and "hw2_theory.pdf" not in scan.problems        # staff still grade it
+    assert scan.documents["hw2_theory.pdf"] == {"pages": 3, "text_chars": 0}
+    assert any("no text a program can read" in w for w in scan.warnings)
