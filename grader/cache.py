@@ -9,7 +9,6 @@ the NotebookRun, the probe's answers and the executed notebook.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -38,25 +37,17 @@ def _hash_tree(h: "hashlib._Hash", root: Path) -> None:
         h.update(hashlib.sha256(path.read_bytes()).digest())
 
 
-@functools.lru_cache(maxsize=1)
-def execution_code_digest() -> str:
-    """The grader's execution and probe code, read once per process (a regrade computes a key
-    per submission and notebook)."""
-    h = hashlib.sha256()
-    for name in CODE_FILES:
-        h.update((GRADER / name).read_bytes())
-    _hash_tree(h, GRADER / "probe")
-    _hash_tree(h, GRADER / "kernel_env")
-    return h.hexdigest()
-
-
 def run_key(nb_path: Path, workdir: Path, settings: ExecSettings, env: dict[str, str],
             mounts: list[tuple[Path, str]], probe: ProbeRequest | None, prelude: str | None = None,
             python_path: list[str] | None = None, before_cells: dict[int, str] | None = None,
             probe_digest: str | None = None) -> str:
     """``probe_digest``: the digest of the probe's input folder when the caller already has it
     (grader/planning.py), instead of hashing the folder again."""
-    h = hashlib.sha256(execution_code_digest().encode())
+    h = hashlib.sha256()
+    for name in CODE_FILES:
+        h.update((GRADER / name).read_bytes())
+    _hash_tree(h, GRADER / "probe")
+    _hash_tree(h, GRADER / "kernel_env")
     h.update(json.dumps([asdict(replace(settings, **_TIME_FIELDS)), sorted(env.items()),
                          [(str(s), t) for s, t in mounts], nb_path.name, probe.code if probe else None,
                          prelude, list(python_path or []),
