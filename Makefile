@@ -17,11 +17,13 @@ $(BIN)/grader: pyproject.toml $(RUBRICS)
 	$(BIN)/pip install --quiet $$($(BIN)/grader environment $(foreach r,$(RUBRICS),--rubric $(r)) --requirements)
 	touch $@
 
-# The sandbox needs bubblewrap (Debian package); installing it needs root.
+# The sandbox needs bubblewrap; the HTML reports are tested in Chromium (Debian packages);
+# installing them needs root.
+APT_DEPS := bubblewrap chromium chromium-driver
 system-deps:
-	@command -v bwrap >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
-	  else echo "bubblewrap is missing: run 'sudo apt-get install bubblewrap'" >&2; exit 1; fi; }
+	@command -v bwrap >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_DEPS); \
+	  else echo "missing system packages: run 'sudo apt-get install $(APT_DEPS)'" >&2; exit 1; fi; }
 
 setup: system-deps $(BIN)/grader
 

@@ -168,7 +168,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"not graded: {len(not_graded)} other entr{'y' if len(not_graded) == 1 else 'ies'} of {target} "
               "(listed in the warnings above)")
     print(f"grades:   {args.out / 'grades.csv'}")
-    print(f"feedback: {args.out / 'feedback'}/")
+    print(f"feedback: {args.out / 'feedback'}/ (Markdown and HTML per student)")
+    print(f"summary:  {args.out / 'summary.html'}")
     print(f"records:  {args.out / 'records'}/ (kept runs for regrades: {args.out / 'artifacts'}/)")
     return 0
 

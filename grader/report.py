@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from grader.html_report import feedback_html, write_summary
 from grader.overrides import overridden
 from grader.record import Record, safe_key, write_atomic, zip_key
 from grader.rubric import Rubric
@@ -250,7 +251,11 @@ def write_reports(rubric: Rubric, records: list[Record], out: Path) -> None:
     for r in sorted(records, key=lambda r: (r.net_id, r.zip_name)):
         name = report_name(r, count[r.net_id] > 1)
         images = write_figures(r, out / "feedback", Path(name).stem) if r.status == "graded" else {}
-        write_atomic(out / "feedback" / name, feedback_markdown(rubric, r, images))
+        markdown = feedback_markdown(rubric, r, images)
+        write_atomic(out / "feedback" / name, markdown)
+        write_atomic(out / "feedback" / f"{Path(name).stem}.html",
+                     feedback_html(markdown, f"{rubric.title}: {r.net_id}", out / "feedback", images))
+    write_summary(rubric, records, out)
 
 
 def write_figures(r: Record, folder: Path, stem: str) -> dict[str, str]:
