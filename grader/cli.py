@@ -341,6 +341,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from grader.student_check import check
+    rubric = load_rubric(args.rubric)
+    if not args.zip.is_file():
+        print(f"grader: {args.zip} is not a file: give the zip you are going to submit", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="grader-check-") as tmp:
+        cache = args.cache_dir or Path(tmp) / "cache"
+        settings = GradeSettings(work_dir=Path(tmp) / "work", cache_dir=cache, device=args.device)
+        if not sandbox_works(rubric, "check", settings):
+            return 2
+        settings.calibration_s = _calibration(rubric, settings)
+        print(f"grader: running your notebooks in the sandbox; this takes a few minutes", file=sys.stderr)
+        result = check(args.zip, rubric, settings)
+    print(result.text)
+    return 1 if result.fixes else 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from grader.validate import table, validate
 
@@ -475,6 +493,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--staff-scores", type=Path, help="CSV net_id,<staff item ids>... (wins over --tables)")
     r.add_argument("--overrides", type=Path, help="CSV net_id,item,points,comment (wins over --tables)")
     r.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("check", help="a student's check of their zip before submitting: names, the PDF, "
+                       "that every notebook runs, and the public checks",
+                       description="Run your zip as the grader will: its name and files, the PDF, every "
+                                   "notebook from top to bottom in the sandbox, and the rubric's public items. "
+                                   "Prints what to fix; exits 1 when there is something, 0 when there is not.")
+    c.add_argument("zip", type=Path)
+    c.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
+    c.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: %(default)s)")
+    c.add_argument("--cache-dir", type=Path, help="keep the grader's data sets here between checks")
+    c.set_defaults(func=cmd_check)
 
     x = sub.add_parser("export", help="grades out of records: a Brightspace grade-import CSV or Gradescope results.json",
                        description="Write what an LMS takes in from the records of --out (run 'grader report' "

@@ -150,6 +150,9 @@ class Item:
     # `grader validate`: "zero" (the TODO is the whole item), "full" (the item checks
     # given code), "any" (not checked).
     release: str = "zero"
+    # Shown, with its details, by a student's `grader check` before the deadline; other
+    # automatic items run only when staff grade.
+    public: bool = False
 
 
 @dataclass(frozen=True)
@@ -433,9 +436,17 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
                           title=t.str("title", _REQUIRED), points=points,
                           extra=t.bool("extra", False), target=t.str("target"), params=params,
                           reference=reference or None, subchecks=subchecks, fingerprints=fingerprints,
-                          where=t.where, release=t.one_of("release", RELEASE_EXPECTATIONS, "zero")))
+                          where=t.where, release=t.one_of("release", RELEASE_EXPECTATIONS, "zero"),
+                          public=t.bool("public", False)))
         t.no_unknown_keys()
     _unique([i.id for i in items], "items[].id")
+    public = {i.id for i in items if i.public}
+    for i in items:
+        hidden = [n for n in i.params.get("requires", []) if n not in public] if i.public else []
+        if hidden:
+            raise RubricError(f"{i.where}.public: a public item is judged by a student's `grader check`, where "
+                              f"only public items run, but it requires {', '.join(hidden)}; make those public "
+                              "too, or this one not")
     _validate_kinds(items)
 
     for part in parts:
