@@ -64,8 +64,9 @@ def _histogram(values: list[float], top: float, title: str) -> str:
     from matplotlib.figure import Figure
     fig = Figure(figsize=(4.2, 2.4), dpi=80)
     ax = fig.add_subplot()
-    bins = min(20, max(5, int(top) or 5))
-    ax.hist(values, bins=bins, range=(0, max(top, 1e-9)), color="#4a7ab5", edgecolor="white")
+    top = max([top, *values]) or 1.0          # extra credit can lift a score past the points possible
+    bins = min(20, max(5, int(top)))
+    ax.hist(values, bins=bins, range=(0, top), color="#4a7ab5", edgecolor="white")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("points")
     ax.set_ylabel("students")

@@ -270,10 +270,11 @@ def stage(download: Download, people: list[Student], dest: Path, zone: str, max_
     staged, manifest = [], []
     for s in people:
         a = s.chosen
+        notes = list(s.notes)
         zips = [f for f in a.files if f.name.lower().endswith(".zip")]
         target = dest / f"{_safe(s.key, 80)}.zip"
         entry = {"key": s.key, "net_id": s.net_id, "display_name": s.display_name, "resolved_by": s.resolved_by,
-                 "graded_attempt": a.label, "notes": list(s.notes), "staged": target.name,
+                 "graded_attempt": a.label, "notes": notes, "staged": target.name,
                  "attempts": [{"label": x.label, "submitted": x.submitted.isoformat(timespec="minutes"),
                                "files": [asdict(f) for f in x.files]} for x in s.attempts]}
         try:
@@ -282,16 +283,15 @@ def stage(download: Download, people: list[Student], dest: Path, zone: str, max_
                 _copy_member(download.source, zips[0].path, target, max_bytes)
                 others = [f.name for f in a.files if f is not zips[0]]
                 if others:
-                    s.notes.append(f"also uploaded beside the zip, not graded: {', '.join(others)}")
+                    notes.append(f"also uploaded beside the zip, not graded: {', '.join(others)}")
             else:
                 # Loose files (or several zips): one zip of all of them, judged as misnamed.
                 given = "(files uploaded one by one)" if not zips else "(several zips)"
                 _zip_files(download, a.files, target, max_bytes)
         except DownloadError as e:
-            s.notes.append(f"could not be taken from the download: {e}")
+            notes.append(f"could not be taken from the download: {e}")
             given = "(unreadable)"
             target.write_bytes(b"")
-        entry["notes"] = list(s.notes)
         entry["given_name"] = given
         manifest.append(entry)
         staged.append(Staged(target, s.key, given, submitted_at(a, zone), entry))
@@ -310,7 +310,11 @@ def _zip_files(download: Download, files: list[File], target: Path, max_bytes: i
                 part = tmp / str(n)
                 _copy_member(download.source, f.path, part, max_bytes - total)
                 total += part.stat().st_size
-                zf.write(part, f.name)
+                # A fixed date: the same attempt always gives the same bytes (a rerun keeps its record).
+                info = zipfile.ZipInfo(f.name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with open(part, "rb") as src, zf.open(info, "w") as dst:
+                    shutil.copyfileobj(src, dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
