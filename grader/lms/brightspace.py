@@ -343,8 +343,8 @@ def prepare(source: Path, dest: Path, rubric, extensions: dict[str, timedelta],
     lines = [f"Brightspace download ({download.layout} layout): {len(download.attempts)} attempt(s) of "
              f"{len(people)} student(s); net id from the zip name {by['zip name']}, from the class list "
              f"{by['class list']}, unresolved {by['']}; times read as {d.timezone}; manifest {dest / 'manifest.json'}"]
-    for s in people:
-        for note in s.notes:
-            lines.append(f"{s.key} ({s.display_name}): {note}")
+    for st in staged:
+        for note in st.entry["notes"]:
+            lines.append(f"{st.net_id} ({st.entry['display_name']}): {note}")
     return Prepared([s.zip_path for s in staged], {s.zip_path.name: s.entry for s in staged},
                     {s.net_id: s.submitted for s in staged}, lines)
