@@ -106,7 +106,7 @@ ITEM_TITLES = ("function f is defined", "answer is defined", "output size, one c
 # The grader's own headings: the title, then its sections.
 H2 = re.compile(r"(Files|Penalties|Notes from the grader|work\.ipynb: [0-9.]+ / 9)")
 FORMULA = ("=", "+", "-", "@", "\t", "\r")
-TEXT_COLUMNS = ("net_id", "status", "review", "reason", "zip_name")
+TEXT_COLUMNS = ("net_id", "status", "overridden", "review", "reason", "zip_name")
 
 
 def renderer() -> MarkdownIt:
