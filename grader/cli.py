@@ -251,24 +251,30 @@ def _worth(rubric) -> dict[str, float]:
     return {i.id: i.points for i in rubric.items}
 
 
-def rescore(rubric, rec, staff: dict[str, float], table: dict[str, dict] | None = None):
-    """Merge new staff scores and overrides into a record: re-judge staff items only, apply the
-    overrides afresh, then score again."""
+def rescore(rubric, rec, staff: dict[str, float] | None, table: dict[str, dict] | None = None):
+    """Merge new staff scores and overrides into a record: re-judge staff items only when a staff
+    table is given (``staff``), apply the overrides afresh only when an override table is given
+    (``table``); what was not given stays as it is. Then score again."""
     if rec.status != "graded":
         return rec
-    ctx = JudgeContext(rec.net_id, None, False, None, staff, None)
+    ctx = JudgeContext(rec.net_id, None, False, None, staff or {}, None)
     items = []
     by_id = {i.id: i for i in rubric.items}
     for it in rec.items:
         item = by_id.get(it["id"])
         kept = ItemResult(**{k: v for k, v in it.items() if k != "subchecks"}, subchecks=[])
         kept.subchecks = it.get("subchecks", [])
-        overrides.undo([kept])
-        if item is not None and item.kind == "staff" and kept.status != "not_run":
+        standing = bool((kept.data or {}).get("override"))    # an override no new table replaces
+        if table is not None:
+            overrides.undo([kept])
+            standing = False
+        if staff is not None and item is not None and item.kind == "staff" and kept.status != "not_run" \
+                and not standing:
             items.append(KINDS["staff"].judge(item, ctx))
         else:
             items.append(kept)
-    overrides.apply(items, table or {})
+    if table is not None:
+        overrides.apply(items, table)
     penalties = [Penalty(**p) for p in rec.penalties]
     rec.items = to_jsonable(items)
     rec.score = to_jsonable(score(rubric, items, penalties, rejected=False))
@@ -292,8 +298,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         if rec.rubric.get("digest") != rubric.digest:
             print(f"grader: {p.name} was graded with another rubric; grade again", file=sys.stderr)
             return 2
-        if staff or table:
-            rec = rescore(rubric, rec, staff.get(rec.net_id, {}), table.get(rec.net_id, {}))
+        if staff_path or over_path:
+            rec = rescore(rubric, rec, staff.get(rec.net_id, {}) if staff_path else None,
+                          table.get(rec.net_id, {}) if over_path else None)
             records_io.save(rec, p)
         done.append((rec, p))
     for rec in flag_duplicates([r for r, _ in done]):
@@ -334,7 +341,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         done = export.brightspace_csv(recs, args.item or rubric.name.upper(), dest, args.max_points, args.with_pending)
     else:
         dest = args.file or args.out / "gradescope"
-        done = export.gradescope_dir(recs, {i.id: i.title for i in rubric.items}, dest)
+        done = export.gradescope_dir(recs, {i.id: i.title for i in rubric.items}, dest, args.with_pending)
     print(f"wrote {done.path}: {done.written} student(s)")
     for zip_name, why in done.left_out:
         print(f"  left out {_shown(zip_name)}: {why}")

@@ -7,6 +7,7 @@ the grader's own finding is kept beside it (``data.override.was``).
 from __future__ import annotations
 
 from grader.checks.base import ItemResult
+from grader.record import to_jsonable
 
 
 def _status(points: float, possible: float) -> str:
@@ -21,6 +22,7 @@ def undo(items: list[ItemResult]) -> list[ItemResult]:
         was = it.data.pop("override", None)
         if was is not None:
             it.points, it.status, it.message = was["was_points"], was["was_status"], was["was_message"]
+            it.subchecks = was.get("was_subchecks", it.subchecks)
     return items
 
 
@@ -31,7 +33,9 @@ def apply(items: list[ItemResult], table: dict[str, dict]) -> list[ItemResult]:
         if o is None:
             continue
         it.data["override"] = {"points": o["points"], "comment": o.get("comment", ""),
-                               "was_points": it.points, "was_status": it.status, "was_message": it.message}
+                               "was_points": it.points, "was_status": it.status, "was_message": it.message,
+                               "was_subchecks": to_jsonable(it.subchecks)}
+        it.subchecks = []      # the grader's sub-checks no longer add up to the item's points
         note = f"Staff override: {o['points']:g} / {it.possible:g}" + (f" ({o['comment']})" if o.get("comment") else "")
         it.message = note + (f"\nThe grader found: {it.points:g} / {it.possible:g}: {it.message}"
                              if it.status not in ("pending", "not_run") or it.message else "")

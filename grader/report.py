@@ -165,7 +165,8 @@ def feedback_markdown(rubric: Rubric, r: Record, images: dict[str, str] | None =
             lost = [sub for sub in it.get("subchecks", [])
                     if sub["points"] < sub["possible"] - 1e-9 and sub["message"]]
             # With several sub-checks the details go under each one, not repeated on the item.
-            show = it["message"] and it["status"] not in ("passed", "pending") and len(lost) < 2
+            staff_set = bool((it.get("data") or {}).get("override"))     # always say so, even at full marks
+            show = it["message"] and (it["status"] not in ("passed", "pending") or staff_set) and len(lost) < 2
             # A passed item says nothing more, except a note on how its work was read.
             notes = [md_text(m) for m in (it["message"] or "").split("; ") if m.startswith("note: ")] \
                 if it["status"] == "passed" else []

@@ -440,13 +440,13 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
                           public=t.bool("public", False)))
         t.no_unknown_keys()
     _unique([i.id for i in items], "items[].id")
-    public = {i.id for i in items if i.public}
+    public = {i.id for i in items if i.public and i.kind != "staff"}     # what `grader check` runs
     for i in items:
         hidden = [n for n in i.params.get("requires", []) if n not in public] if i.public else []
         if hidden:
             raise RubricError(f"{i.where}.public: a public item is judged by a student's `grader check`, where "
                               f"only public items run, but it requires {', '.join(hidden)}; make those public "
-                              "too, or this one not")
+                              "(and automatic) too, or this one not")
     _validate_kinds(items)
 
     for part in parts:

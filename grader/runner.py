@@ -413,9 +413,31 @@ def judging_code_digest(reference_dir: Path | None) -> str:
     if ref not in _CODE:
         h = hashlib.sha256(tree_digest(Path(__file__).resolve().parent / "checks").encode())
         if reference_dir is not None and Path(reference_dir).is_dir():
-            h.update(tree_digest(Path(reference_dir)).encode())
+            h.update(reference_digest(Path(reference_dir)).encode())
         _CODE[ref] = h.hexdigest()
     return _CODE[ref]
+
+
+REFERENCE_SUFFIXES = (".py", ".ipynb", ".json", ".toml", ".csv", ".txt")
+
+
+def reference_digest(root: Path) -> str:
+    """The reference package's code and data as judging reads them: source and data files, not
+    hidden ones, and never a grading output folder that happens to lie inside it (a rubric kept
+    beside ``--out``: its records, runs and other workers' scratch come and go)."""
+    outputs = {p.parent for p in root.rglob("seed") if (p.parent / "records").is_dir()}
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if (path.suffix not in REFERENCE_SUFFIXES or any(part.startswith((".", "__pycache__")) for part in rel.parts)
+                or any(o in path.parents for o in outputs) or path.is_symlink()):
+            continue
+        try:
+            data = path.read_bytes()
+        except (IsADirectoryError, FileNotFoundError, PermissionError):
+            continue
+        h.update(str(rel).encode() + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()
 
 
 def judge_digest(item: Item, part: Part | None, key: str, staff: dict[str, float], reference_dir) -> str:

@@ -130,14 +130,15 @@ def test_both_layouts_read_the_same(tmp_path, layout):
     people = {s.key: s for s in bs.students(dl, Roster(read_class_list(roster_csv)),
                                             NETID,
                                             bs.cutoff_for(DUE, 24, {}))}
-    assert sorted(people) == ["al1234", "bc2345", "cd3456", "de4567", "unresolved-sam-park"]
+    sam = next(k for k in people if k.startswith("unresolved-sam-park-"))
+    assert sorted(people) == ["al1234", "bc2345", "cd3456", "de4567", sam]
     assert people["al1234"].resolved_by == "zip name" and len(people["al1234"].attempts) == 2
     assert people["al1234"].chosen.submitted == DUE - timedelta(minutes=5)
     assert people["bc2345"].chosen.submitted == DUE - timedelta(hours=2)
     assert any("after the late cut-off" in n for n in people["bc2345"].notes)
     assert people["cd3456"].resolved_by == "class list"                      # "Cy Diaz" ~ "Cy Díaz"
-    assert people["unresolved-sam-park"].net_id is None
-    assert any("2 students on the class list (sp1111, sp2222)" in n for n in people["unresolved-sam-park"].notes)
+    assert people[sam].net_id is None and people[sam].doubt
+    assert any("2 students on the class list (sp1111, sp2222)" in n for n in people[sam].notes)
 
 
 def test_an_extracted_download_with_a_wrapper_folder_reads_too(tmp_path):
@@ -203,8 +204,9 @@ def test_a_download_is_graded_per_student(graded):
     assert f"submission times {root / 'HW2 Download Oct 7, 2025 flat.zip'}" in done.stdout
     with open(root / "out" / "grades.csv", newline="") as f:
         review = {r["net_id"]: r["review"] for r in csv.DictReader(f)}
-    assert review["unresolved-sam-park"] == "lms" and review["al1234"] == ""
-    assert sorted(records) == ["al1234", "bc2345", "cd3456", "de4567", "unresolved-sam-park"]
+    sam = next(k for k in records if k.startswith("unresolved-sam-park-"))
+    assert review[sam] == "lms" and review["al1234"] == ""
+    assert sorted(records) == ["al1234", "bc2345", "cd3456", "de4567", sam]
     al = records["al1234"]
     assert al["score"]["final"] == 10 and al["penalties"] == []
     assert [a["submitted"] for a in al["lms"]["attempts"]] == ["2025-10-04T23:59", "2025-10-05T23:54"]
@@ -232,7 +234,7 @@ def test_grade_import_csv_field_by_field(graded):
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8"))))
     assert rows[0] == ["Username", "Homework 2 Points Grade", "End-of-Line Indicator"]
     assert rows[1:] == [["#al1234", "10", "#"], ["#bc2345", "10", "#"], ["#cd3456", "7", "#"], ["#de4567", "0", "#"]]
-    assert "left out unresolved-sam-park.zip: the student could not be resolved" in done.stdout
+    assert "left out unresolved-sam-park-" in done.stdout and "the student could not be resolved" in done.stdout
     created = _grader("export", "brightspace", "--out", str(root / "out"), "--rubric", str(root / "lms.toml"),
                       "--max-points", "10", "--file", str(root / "new.csv"))
     assert (root / "new.csv").read_text().splitlines()[0] == \
@@ -252,7 +254,7 @@ def test_gradescope_results_field_by_field(graded):
     assert test["name"] == "answer is defined" and test["score"] == 10 and test["max_score"] == 10
     assert test["visibility"] in ("hidden", "after_due_date", "after_published", "visible")
     assert test["status"] == "passed" and test["output_format"] == "text"
-    assert not (root / "out" / "gradescope" / "unresolved-sam-park").exists()
+    assert sorted(p.name for p in (root / "out" / "gradescope").iterdir()) == ["al1234", "bc2345", "cd3456", "de4567"]
 
 
 def test_a_rerun_stages_the_same_bytes(tmp_path):
@@ -263,3 +265,44 @@ def test_a_rerun_stages_the_same_bytes(tmp_path):
     first = {s.zip_path.name: s.zip_path.read_bytes() for s in bs.stage(dl, people, tmp_path / "a", "UTC", 2**20)}
     again = {s.zip_path.name: s.zip_path.read_bytes() for s in bs.stage(dl, people, tmp_path / "b", "UTC", 2**20)}
     assert first == again and "de4567.zip" in first
+
+
+def test_doubts_about_who_it_is_are_kept_apart_and_not_exported(tmp_path):
+    """Two namesakes (non-Latin names included), a zip id the class list disagrees with, a
+    corrupt member: each is graded or reported on its own, never merged, never exported."""
+    d = Download()
+    d.add("李明", DUE - timedelta(hours=2), {"notes.zip": GOOD})
+    d.add("王芳", DUE - timedelta(hours=2), {"notes.zip": EMPTY})
+    d.add("Ana Li", DUE - timedelta(hours=1), {"bw12.zip": GOOD})           # the class list has Ana as al123
+    d.add("Robert Smith", DUE - timedelta(hours=3), {"rs123.zip": EMPTY})
+    d.add("Bob Smith", DUE - timedelta(hours=1), {"rs123.zip": GOOD})       # a display name that changed
+    source = write(d, tmp_path / "dl.zip", "folders")
+    roster = Roster(read_class_list(class_list(tmp_path / "cl.csv", [
+        ("1", "al123", "Ana", "Li"), ("2", "bw12", "Bea", "Wu"), ("3", "rs123", "Robert", "Smith")])))
+    dl = bs.read_download(source)
+    people = bs.students(dl, roster, NETID, bs.cutoff_for(DUE, 24, {}))
+    staged = bs.stage(dl, people, tmp_path / "stage", "UTC", 2**20)
+    names = sorted(s.zip_path.name for s in staged)
+    assert len(names) == len(set(names)) == 5                             # nobody overwrites anybody
+    assert len([n for n in names if n.startswith("unresolved-student-")]) == 2
+    doubt = {s.entry["display_name"]: s.entry["identity_doubt"] for s in staged}
+    assert doubt["Ana Li"] and doubt["李明"] and doubt["王芳"]
+    assert doubt["Robert Smith"] or doubt["Bob Smith"]
+    assert sum(1 for s in staged if s.net_id == "rs123") == 2 and \
+        any(s.zip_path.name == "rs123+2.zip" and s.entry["identity_doubt"] for s in staged)
+
+
+def test_a_corrupt_member_costs_only_its_student(tmp_path):
+    d = Download()
+    d.add("Ana Li", DUE, {"al1234.zip": GOOD})
+    d.add("Bo Chen", DUE, {"bc2345.zip": GOOD * 3})
+    source = write(d, tmp_path / "dl.zip", "folders", junk=False)
+    raw = bytearray(source.read_bytes())
+    at = raw.find(b"Bo Chen") + 200            # inside Bo's compressed data
+    raw[at:at + 40] = bytes(40)
+    source.write_bytes(bytes(raw))
+    dl = bs.read_download(source)
+    staged = bs.stage(dl, bs.students(dl, None, NETID, bs.cutoff_for(DUE, 24, {})), tmp_path / "s", "UTC", 2**20)
+    by = {s.net_id: s for s in staged}
+    assert zipfile.ZipFile(by["al1234"].zip_path).testzip() is None
+    assert any("could not be taken from the download" in n for n in by["bc2345"].entry["notes"])

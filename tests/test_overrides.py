@@ -63,6 +63,13 @@ def test_overrides_win_are_marked_and_survive_a_regrade(tmp_path):
     assert rows["bb1001"]["item:nb.conv"] == "0.0" and rows["bb1001"]["item:nb.answer"] == "1.0"
     assert rows["aa1000"]["item:nb.answer"] == "1.0" and rows["aa1000"]["overridden"] == ""
 
+    # Staff scores merged later, with no override table named: the overrides stand.
+    staff = tmp_path / "staff_scores.csv"
+    staff.write_text("net_id\naa1000\n")
+    rep = _grader("report", "--out", str(out), "--rubric", str(tmp_path / "scale.toml"), "--staff-scores", str(staff))
+    assert rep.returncode == 0, rep.stderr
+    assert _rows(out)["bb1001"]["overridden"] == "nb.answer" and _rows(out)["bb1001"]["item:nb.answer"] == "1.0"
+
 
 def test_a_bad_override_says_what_to_fix(tmp_path):
     subs = tmp_path / "subs"

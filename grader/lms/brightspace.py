@@ -13,10 +13,12 @@ feedback can go back to Brightspace by them.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -68,6 +70,7 @@ class Student:
     attempts: list[Attempt]
     chosen: Attempt
     notes: list[str] = field(default_factory=list)
+    doubt: bool = False                     # who this is is not settled: staff look, exports leave it out
 
 
 def _entries(source: Path) -> list[tuple[str, str, int]]:
@@ -177,6 +180,7 @@ def _student(attempts: list[Attempt], own: dict[int, str | None], roster: Roster
     attempts = sorted(attempts, key=lambda a: a.submitted)
     who = attempts[-1].who
     notes = []
+    doubt = split
     if split:
         notes.append(f"another student is also named {who!r} in the download; the attempts were told "
                      "apart by their zip names (attempts without one were given to both): check them")
@@ -186,8 +190,10 @@ def _student(attempts: list[Attempt], own: dict[int, str | None], roster: Roster
         matches = roster.by_name(who)
         if net_id is not None:
             if roster.by_username(net_id) is None:
+                doubt = True
                 notes.append(f"the zip says {net_id!r}, who is not on the class list")
             elif matches and net_id not in {m.username for m in matches}:
+                doubt = True
                 notes.append(f"the zip says {net_id!r}, but the class list has {who!r} as "
                              f"{', '.join(sorted(m.username for m in matches))}")
         elif len(matches) == 1:
@@ -213,8 +219,12 @@ def _student(attempts: list[Attempt], own: dict[int, str | None], roster: Roster
         notes.append("two attempts carry the same minute; the grader cannot tell which came last: check them")
     if ids and own[id(chosen)] is None:
         notes.append("the graded attempt has no '<net_id>.zip' although an earlier one has: check them")
-    key = net_id or f"unresolved-{re.sub(r'[^a-z0-9]+', '-', normalise(who)).strip('-') or 'student'}"
-    return Student(key, net_id, who, by, attempts, chosen, notes)
+    if net_id is None:
+        slug = re.sub(r"[^a-z0-9]+", "-", normalise(who)).strip("-")[:40] or "student"
+        key = f"unresolved-{slug}-{hashlib.sha256(who.encode()).hexdigest()[:6]}"   # 李明 and 王芳 differ
+    else:
+        key = net_id
+    return Student(key, net_id, who, by, attempts, chosen, notes, doubt or net_id is None)
 
 
 def cutoff_for(due: datetime, late_window_hours: float,
@@ -268,13 +278,21 @@ def stage(download: Download, people: list[Student], dest: Path, zone: str, max_
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     staged, manifest = [], []
+    used: dict[str, int] = {}
     for s in people:
         a = s.chosen
         notes = list(s.notes)
+        doubt = s.doubt
         zips = [f for f in a.files if f.name.lower().endswith(".zip")]
-        target = dest / f"{_safe(s.key, 80)}.zip"
+        stem = _safe(s.key, 80)
+        used[stem] = used.get(stem, 0) + 1
+        if used[stem] > 1:       # two students of one key (a changed display name, one zip name): both kept
+            notes.append(f"another student of the download also resolves to {s.key!r}: both are graded; staff decide")
+            doubt = True
+            stem = f"{stem}+{used[stem]}"
+        target = dest / f"{stem}.zip"
         entry = {"key": s.key, "net_id": s.net_id, "display_name": s.display_name, "resolved_by": s.resolved_by,
-                 "graded_attempt": a.label, "notes": notes, "staged": target.name,
+                 "graded_attempt": a.label, "notes": notes, "staged": target.name, "identity_doubt": doubt,
                  "attempts": [{"label": x.label, "submitted": x.submitted.isoformat(timespec="minutes"),
                                "files": [asdict(f) for f in x.files]} for x in s.attempts]}
         try:
@@ -288,7 +306,7 @@ def stage(download: Download, people: list[Student], dest: Path, zone: str, max_
                 # Loose files (or several zips): one zip of all of them, judged as misnamed.
                 given = "(files uploaded one by one)" if not zips else "(several zips)"
                 _zip_files(download, a.files, target, max_bytes)
-        except DownloadError as e:
+        except (DownloadError, zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError, OSError) as e:
             notes.append(f"could not be taken from the download: {e}")
             given = "(unreadable)"
             target.write_bytes(b"")
@@ -343,6 +361,11 @@ def prepare(source: Path, dest: Path, rubric, extensions: dict[str, timedelta],
     lines = [f"Brightspace download ({download.layout} layout): {len(download.attempts)} attempt(s) of "
              f"{len(people)} student(s); net id from the zip name {by['zip name']}, from the class list "
              f"{by['class list']}, unresolved {by['']}; times read as {d.timezone}; manifest {dest / 'manifest.json'}"]
+    others = [n for n in download.ignored if n.lower() != "index.html" and not JUNK.search(n)]
+    if others:
+        lines.append(f"{len(others)} entr{'y' if len(others) == 1 else 'ies'} of the download "
+                     f"{'is' if len(others) == 1 else 'are'} not a Brightspace submission and not graded: "
+                     + ", ".join(repr(n) for n in others[:10]) + (" ..." if len(others) > 10 else ""))
     for st in staged:
         for note in st.entry["notes"]:
             lines.append(f"{st.net_id} ({st.entry['display_name']}): {note}")

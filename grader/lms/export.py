@@ -35,6 +35,8 @@ def _reason_left_out(record: Record, counts: dict[str, int]) -> str | None:
     net_id = _net_id(record)
     if net_id is None:
         return "the student could not be resolved from the download (see the Brightspace manifest)"
+    if record.lms.get("identity_doubt"):
+        return f"the download leaves who this is in doubt: {record.flags.get('lms', 'see the manifest')}"
     if record.status == "error":
         return "the grader failed on it: no grade to upload until staff look"
     if counts[net_id] > 1:
@@ -100,7 +102,8 @@ def gradescope_results(record: Record, title_of: dict[str, str]) -> dict:
     }
 
 
-def gradescope_dir(records: list[Record], title_of: dict[str, str], folder: Path) -> Export:
+def gradescope_dir(records: list[Record], title_of: dict[str, str], folder: Path,
+                   with_pending: bool = False) -> Export:
     """``folder/<net_id>/results.json`` for every record with a student."""
     out = Export(folder, 0)
     counts: dict[str, int] = {}
@@ -109,7 +112,7 @@ def gradescope_dir(records: list[Record], title_of: dict[str, str], folder: Path
             counts[n] = counts.get(n, 0) + 1
     for r in records:
         why = _reason_left_out(r, counts)
-        if why is not None and not why.endswith("(staff_scores.csv)"):
+        if why is not None and not (with_pending and why.endswith("(staff_scores.csv)")):
             out.left_out.append((r.zip_name, why))
             continue
         write_atomic(folder / safe_key(str(_net_id(r))) / "results.json", json.dumps(gradescope_results(r, title_of), indent=1))

@@ -17,7 +17,8 @@ TIMESTAMP = (r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?P<day>
              r"(?P<hour>\d{1,2})[:_]?(?P<minute>\d{2}) (?P<ampm>AM|PM)")
 # Greedy who: the last timestamp of the label wins.
 _LABEL = re.compile(rf"^(?P<prefix>\d+-\d+) - (?P<who>.+) - {TIMESTAMP}$", re.DOTALL)
-_FLAT = re.compile(rf"^(?P<label>\d+-\d+ - .+ - {TIMESTAMP}) - (?P<orig>.+)$", re.DOTALL)
+# Flat: the first timestamp after the name ends the label (the file name may hold one too).
+_FLAT = re.compile(rf"^(?P<label>\d+-\d+ - .+? - {TIMESTAMP}) - (?P<orig>.+)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
