@@ -17,6 +17,7 @@ P5  arithmetic from P1 and P2: 600 students on a 16-core node and on 10 such Slu
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 import os
 import re
 import shutil
@@ -51,6 +52,7 @@ TRAIN = ("import torch\ntorch.manual_seed({k})\n"
 
 def hw2_zip(folder: Path) -> Path:
     from conftest import hw2_members, write_zip
+    folder.mkdir(parents=True, exist_ok=True)
     return write_zip(folder / "ab1234.zip", hw2_members("solution"))
 
 
@@ -59,7 +61,7 @@ def p1(tmp: Path) -> tuple[float, float]:
     zip_path = hw2_zip(tmp / "subs")
     out = tmp / "p1"
     settings = GradeSettings(work_dir=out / "work", cache_dir=out / "cache", keep_work=True, reuse_runs=False,
-                             seed=1)
+                             seed=1, times={"ab1234": rubric.deadline.due - timedelta(hours=1)})
     datasets = prepare_datasets(rubric, settings.cache_dir)
     t0 = time.monotonic()
     rec = grade_batch([zip_path], rubric, settings, out, log=lambda m: None)[0]
