@@ -424,19 +424,22 @@ REFERENCE_SUFFIXES = (".py", ".ipynb", ".json", ".toml", ".csv", ".txt")
 def reference_digest(root: Path) -> str:
     """The reference package's code and data as judging reads them: source and data files, not
     hidden ones, and never a grading output folder that happens to lie inside it (a rubric kept
-    beside ``--out``: its records, runs and other workers' scratch come and go)."""
-    outputs = {p.parent for p in root.rglob("seed") if (p.parent / "records").is_dir()}
+    beside ``--out``: its records, runs and other workers' scratch come and go). os.walk skips
+    what vanishes while it walks; output folders are pruned before it enters them."""
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if (path.suffix not in REFERENCE_SUFFIXES or any(part.startswith((".", "__pycache__")) for part in rel.parts)
-                or any(o in path.parents for o in outputs) or path.is_symlink()):
-            continue
-        try:
-            data = path.read_bytes()
-        except (IsADirectoryError, FileNotFoundError, PermissionError):
-            continue
-        h.update(str(rel).encode() + b"\0" + hashlib.sha256(data).digest())
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__pycache__"))
+                         and not ((here / d / "seed").is_file() and (here / d / "records").is_dir()))
+        for name in sorted(files):
+            path = here / name
+            if path.suffix not in REFERENCE_SUFFIXES or name.startswith(".") or path.is_symlink():
+                continue
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            h.update(str(path.relative_to(root)).encode() + b"\0" + hashlib.sha256(data).digest())
     return h.hexdigest()
 
 
