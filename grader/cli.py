@@ -14,7 +14,7 @@ from grader import record as records_io
 from grader.batch import DUPLICATE, duplicate_groups, flag_duplicates, grade_batch, survey, write_outputs
 from grader.checks import KINDS, JudgeContext
 from grader.checks.base import ItemResult
-from grader.record import to_jsonable
+from grader.record import Record, to_jsonable
 from grader.rubric import RubricError, load_rubric
 from grader.cluster import ClusterError
 from grader.engines import default_jobs
@@ -281,11 +281,28 @@ def rescore(rubric, rec, staff: dict[str, float] | None, table: dict[str, dict] 
     return rec
 
 
+def _records_of(out: Path, rubric) -> list[tuple[Record, Path]] | None:
+    """The records of ``out`` with their paths; None (after saying why) when there are none or
+    one was graded with another rubric."""
+    paths = sorted((out / "records").glob("*.json"))
+    if not paths:
+        print(f"grader: no records in {out / 'records'}; run 'grader grade' first", file=sys.stderr)
+        return None
+    loaded = []
+    for p in paths:
+        rec = records_io.load(p)
+        if rec.rubric.get("digest") != rubric.digest:
+            print(f"grader: {p.name} was graded with another rubric; grade again (or name it with --rubric)",
+                  file=sys.stderr)
+            return None
+        loaded.append((rec, p))
+    return loaded
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     rubric = load_rubric(args.rubric)
-    paths = sorted((args.out / "records").glob("*.json"))
-    if not paths:
-        print(f"grader: no records in {args.out / 'records'}; run 'grader grade' first", file=sys.stderr)
+    loaded = _records_of(args.out, rubric)
+    if loaded is None:
         return 2
     named = named_tables({"staff_scores": args.staff_scores, "overrides": args.overrides}, args.tables)
     staff_path, over_path = named["staff_scores"], named["overrides"]
@@ -293,11 +310,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if staff_path else {}
     table = load_overrides(over_path, _worth(rubric)) if over_path else {}
     done = []
-    for p in paths:
-        rec = records_io.load(p)
-        if rec.rubric.get("digest") != rubric.digest:
-            print(f"grader: {p.name} was graded with another rubric; grade again", file=sys.stderr)
-            return 2
+    for rec, p in loaded:
         if staff_path or over_path:
             rec = rescore(rubric, rec, staff.get(rec.net_id, {}) if staff_path else None,
                           table.get(rec.net_id, {}) if over_path else None)
@@ -324,18 +337,10 @@ def _print_overrides(recs) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from grader.lms import export
     rubric = load_rubric(args.rubric)
-    paths = sorted((args.out / "records").glob("*.json"))
-    if not paths:
-        print(f"grader: no records in {args.out / 'records'}; run 'grader grade' first", file=sys.stderr)
+    loaded = _records_of(args.out, rubric)
+    if loaded is None:
         return 2
-    recs = []
-    for p in paths:
-        rec = records_io.load(p)
-        if rec.rubric.get("digest") != rubric.digest:
-            print(f"grader: {p.name} was graded with another rubric; grade again (or name it with --rubric)",
-                  file=sys.stderr)
-            return 2
-        recs.append(rec)
+    recs = [rec for rec, _ in loaded]
     if args.to == "brightspace":
         dest = args.file or args.out / "brightspace_import.csv"
         done = export.brightspace_csv(recs, args.item or rubric.name.upper(), dest, args.max_points, args.with_pending)

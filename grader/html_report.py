@@ -13,6 +13,7 @@ import html
 import io
 from collections import Counter
 from pathlib import Path
+from urllib.parse import quote
 
 from markdown_it import MarkdownIt
 
@@ -51,7 +52,6 @@ def feedback_html(markdown: str, title: str, folder: Path, images: dict[str, str
     for name in images.values():
         path = folder / name
         if path.is_file():
-            from urllib.parse import quote
             text = text.replace(f"]({quote(name, safe='')})", f"]({_data_uri(path.read_bytes())})")
     return page(title, _md.render(text))
 

@@ -31,6 +31,14 @@ def _net_id(record: Record) -> str | None:
     return record.net_id
 
 
+def _records_per_student(records: list[Record]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in records:
+        if (n := _net_id(r)) is not None:
+            counts[n] = counts.get(n, 0) + 1
+    return counts
+
+
 def _reason_left_out(record: Record, counts: dict[str, int]) -> str | None:
     net_id = _net_id(record)
     if net_id is None:
@@ -51,10 +59,7 @@ def brightspace_csv(records: list[Record], item: str, path: Path, max_points: fl
     """``item``: the grade item's name in Brightspace; ``max_points`` makes the import create the
     item (``<Numeric MaxPoints:N>``); ``with_pending``: upload records whose staff items are
     not graded yet (their automatic points only)."""
-    counts: dict[str, int] = {}
-    for r in records:
-        if (n := _net_id(r)) is not None:
-            counts[n] = counts.get(n, 0) + 1
+    counts = _records_per_student(records)
     header = f"{item} Points Grade" + (f" <Numeric MaxPoints:{max_points:g}>" if max_points else "")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
@@ -106,10 +111,7 @@ def gradescope_dir(records: list[Record], title_of: dict[str, str], folder: Path
                    with_pending: bool = False) -> Export:
     """``folder/<net_id>/results.json`` for every record with a student."""
     out = Export(folder, 0)
-    counts: dict[str, int] = {}
-    for r in records:
-        if (n := _net_id(r)) is not None:
-            counts[n] = counts.get(n, 0) + 1
+    counts = _records_per_student(records)
     for r in records:
         why = _reason_left_out(r, counts)
         if why is not None and not (with_pending and why.endswith("(staff_scores.csv)")):
