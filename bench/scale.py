@@ -79,6 +79,8 @@ def p1(tmp: Path) -> tuple[float, float]:
         run_dir = out / "work" / "ab1234.zip" / "run" / part.id
         for m in part.mounts:
             link = run_dir / m.target
+            if link.is_dir() and not link.is_symlink() and not any(link.iterdir()):
+                link.rmdir()                  # the sandbox's empty mount point, left in the work folder
             if not link.exists():
                 link.symlink_to(datasets.get(m.source, rubric.reference_dir / m.source))
         nb = nbformat.read(str(run_dir / part.file), as_version=4)
@@ -89,7 +91,9 @@ def p1(tmp: Path) -> tuple[float, float]:
         # The kernel's environment shim (Colab stand-ins, CPU fallback), as the grader's hidden cell installs it.
         script.write_text("import _grader_env\n_grader_env.install()\n" + code)
         t0 = time.monotonic()
-        subprocess.run([sys.executable, str(script)], cwd=run_dir, env=env, check=True, capture_output=True)
+        done = subprocess.run([sys.executable, str(script)], cwd=run_dir, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"P1: {part.file} as a plain script failed ({done.returncode}):\n{done.stderr[-2000:]}")
         plain += time.monotonic() - t0
     return graded, plain
 

@@ -17,6 +17,7 @@ import nbformat
 import pytest
 
 from grader.rubric import load_rubric
+from conftest import SESSION_SEED
 from grader.runner import GradeSettings, grade_submission
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,14 +50,17 @@ def mutate(nb_path: Path, edits: list[tuple[str, str]]) -> bytes:
     return nbformat.writes(nb).encode()
 
 
-def grade_zip(root: Path, net_id: str, notebooks: dict[str, bytes]) -> dict[str, dict]:
+def grade_items(root: Path, cache: Path, net_id: str, notebooks: dict[str, bytes]) -> dict[str, dict]:
+    """The items of PARTS in the record of a zip of ``notebooks``, graded with the session's seed
+    and run cache (the solution's and release's notebooks are the ones the golden samples and
+    `grader validate` run: their runs are reused)."""
     rubric = load_rubric(RUBRIC)
     zpath = root / f"{net_id}.zip"
     with zipfile.ZipFile(zpath, "w") as zf:
         zf.writestr("hw2_theory.pdf", small_pdf())
         for name, data in notebooks.items():
             zf.writestr(name, data)
-    settings = GradeSettings(work_dir=root / "work", cache_dir=root / "cache", seed=20251005,
+    settings = GradeSettings(work_dir=root / "work", cache_dir=cache, seed=SESSION_SEED,
                              times={net_id: datetime(2025, 10, 1, 12, 0, tzinfo=timezone.utc)})
     record = grade_submission(zpath, rubric, settings)
     assert record.status == "graded", (record.status, record.reason, record.warnings)
@@ -82,15 +86,15 @@ def full(item: dict) -> bool:
 
 
 @pytest.fixture(scope="module")
-def solution(tmp_path_factory) -> dict[str, dict]:
+def solution(tmp_path_factory, run_cache) -> dict[str, dict]:
     root = tmp_path_factory.mktemp("hw2_solution")
-    return grade_zip(root, "sol001", {f"{p}.ipynb": (HW2 / "solution" / f"{p}.ipynb").read_bytes() for p in PARTS})
+    return grade_items(root, run_cache, "sol001", {f"{p}.ipynb": (HW2 / "solution" / f"{p}.ipynb").read_bytes() for p in PARTS})
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory) -> dict[str, dict]:
+def release(tmp_path_factory, run_cache) -> dict[str, dict]:
     root = tmp_path_factory.mktemp("hw2_release")
-    return grade_zip(root, "rel001", {f"{p}.ipynb": (HW2 / "release" / f"{p}.ipynb").read_bytes() for p in PARTS})
+    return grade_items(root, run_cache, "rel001", {f"{p}.ipynb": (HW2 / "release" / f"{p}.ipynb").read_bytes() for p in PARTS})
 
 
 CNN_MISTAKES = [
@@ -115,9 +119,9 @@ RNN_MISTAKES = [
 
 
 @pytest.fixture(scope="module")
-def mutated(tmp_path_factory) -> dict[str, dict]:
+def mutated(tmp_path_factory, run_cache) -> dict[str, dict]:
     root = tmp_path_factory.mktemp("hw2_mutated")
-    return grade_zip(root, "mut001", {
+    return grade_items(root, run_cache, "mut001", {
         "hw2_cnn.ipynb": mutate(HW2 / "solution" / "hw2_cnn.ipynb", CNN_MISTAKES),
         "hw2_rnn.ipynb": mutate(HW2 / "solution" / "hw2_rnn.ipynb", RNN_MISTAKES),
     })
