@@ -10,8 +10,8 @@ P3  a regrade after a tolerance-only rubric change: students per second, no kern
 P4  the same solution notebooks through nbgrader's ``autograde`` and through ``otter run``
     (each installed in a throwaway virtual environment given with --nbgrader-venv and
     --otter-venv: ``python3.11 -m venv V && V/bin/pip install torch==2.13.0 nbgrader`` (or
-    otter-grader) plus the course's packages, ``grader environment --requirements``); neither
-    is sandboxed.
+    otter-grader ipykernel, then ``V/bin/python -m ipykernel install --sys-prefix``) plus the
+    course's packages, ``grader environment --requirements``); neither is sandboxed.
 P5  arithmetic from P1 and P2: 600 students on a 16-core node and on 10 such Slurm nodes.
 """
 from __future__ import annotations
@@ -143,6 +143,7 @@ def p4_otter(tmp: Path, venv: Path) -> float:
     for k, (run_dir, nb_file) in enumerate(_notebook_dirs(tmp)):
         work = tmp / f"otter-{k}"
         (work / "tests").mkdir(parents=True)
+        (work / "out").mkdir()                 # otter run wants its output folder made
         (work / "tests" / "q1.py").write_text("test = {'name': 'q1', 'points': 1, 'suites': [{'cases': "
                                                "[{'code': '>>> True\\nTrue', 'hidden': False, 'locked': False}], "
                                                "'scored': True, 'setup': '', 'teardown': '', 'type': 'doctest'}]}\n")
@@ -290,7 +291,7 @@ def main() -> int:
             n, seconds = p3(tmp, args.students)
             rows.append(f"P3  tolerance-only regrade: {n} students in {seconds:.2f} s = {n / seconds:.0f} students/s "
                         "(target >= 50/s), no kernel started")
-        if every:
+        if (every or args.p1) and (every or args.p2):
             per_student = graded               # one student, three notebooks, one core per kernel
             speedup = one / two / 2            # parallel efficiency per worker measured in P2
             node = 600 * per_student / (16 * speedup) / 3600
