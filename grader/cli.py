@@ -13,7 +13,7 @@ from grader import devices, overrides
 from grader import record as records_io
 from grader.batch import DUPLICATE, duplicate_groups, flag_duplicates, grade_batch, survey, write_outputs
 from grader.checks import KINDS, JudgeContext
-from grader.checks.base import ItemResult
+from grader.items import ItemResult
 from grader.record import Record, to_jsonable
 from grader.rubric import RubricError, load_rubric
 from grader.cluster import ClusterError
@@ -526,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", type=Path, default=Path("grading-output"), help="the grading output folder")
     x.add_argument("--rubric", type=Path, default=DEFAULT_RUBRIC)
     x.add_argument("--file", type=Path, help="where to write (default: OUT/brightspace_import.csv, OUT/gradescope/)")
-    x.add_argument("--item", help="the Brightspace grade item's name (default: the rubric's name, e.g. HW2)")
+    x.add_argument("--item", help="the Brightspace grade item's name (default: the rubric's name)")
     x.add_argument("--max-points", type=float, help="create the grade item on import, with this maximum")
     x.add_argument("--with-pending", action="store_true", help="also upload records whose staff items are pending")
     x.set_defaults(func=cmd_export)

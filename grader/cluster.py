@@ -17,7 +17,7 @@ Slurm config (TOML), every key but ``account`` optional::
     memory = "32GB"                 # per job: cores x (kernel memory limit + about 1 GB)
     walltime = "04:00:00"
     max_jobs = 10                   # adapt between 0 and this many jobs
-    python = "/home/me/hw2-grader/.venv/bin/python"
+    python = "/home/me/grader-checkout/.venv/bin/python"
     prologue = ["module purge"]
     local_directory = "$SLURM_TMPDIR"
     interface = "ib0"               # the network the nodes reach the grader on
@@ -118,7 +118,8 @@ def connect(scheduler: str | None = None, slurm: Path | None = None):
     try:
         from distributed import Client
     except ImportError:
-        raise ClusterError("Dask is not installed: pip install 'hw2-grader[cluster]'") from None
+        raise ClusterError("Dask is not installed: install the grader with its 'cluster' extra "
+                           "(pip install -e '.[cluster]' in the checkout)") from None
     if scheduler:
         try:
             client = Client(scheduler, timeout="20s")

@@ -12,11 +12,11 @@ Decisions (the 10% naming penalty is ``IntakeResult.naming_penalty``):
   is added by the LMS, not the student: the name is judged on the original file
   name after that prefix.
 * Near-matches (graded, with the naming penalty): case and separator differences
-  (``HW2-CNN.ipynb``, ``08_seq_classification.ipynb``), browser/OS duplicate suffixes
+  (``Lab-One.ipynb`` for ``lab_one.ipynb``), browser/OS duplicate suffixes
   ``name (1)``, ``name(2)``, ``name-1``, ``name - Copy``, Colab's ``Copy of name``, a
   repeated extension ``name.ipynb.ipynb``, the student's net id added before or after the
   name, a file in a subfolder, and a single wrapping folder around everything. The
-  extension must be right: ``hw2_cnn.py`` is not the notebook.
+  extension must be right: ``lab_one.py`` is not the notebook.
 * Two near-matches for one required file and no exact one: nothing is guessed, the
   file is missing and a warning lists the candidates.
 * Duplicate member names (also differing only in case): the first is kept and the
@@ -75,6 +75,7 @@ class IntakePolicy:
     max_member_bytes: int = 200 * _MIB
     max_ratio: float = 200.0
     netid_pattern: str = r"[a-z]{2,4}[0-9]{1,6}"
+    netid_hint: str = "your student login, e.g. 'abc123.zip'"   # what the zip should be called, in words
 
     def __post_init__(self) -> None:
         if not self.required:
@@ -126,8 +127,8 @@ def netid_from_filename(name: str, pattern: str) -> tuple[str, bool]:
     """(net_id, name_is_correct) for a submitted zip's file name.
 
     Correct means exactly ``<net id>.zip`` once an LMS prefix is removed. Otherwise the
-    net id is the first token matching ``pattern`` (tokens that look like the assignment,
-    e.g. ``hw2``, lose to any other match and never count as correct), lowercased, else
+    net id is the first token matching ``pattern`` (tokens that look like an assignment's
+    name, ``lab3`` or ``ps2``, lose to any other match and never count as correct), lowercased, else
     the sanitized stem.
     """
     orig = original_name(PurePosixPath(name.replace("\\", "/")).name)
@@ -515,7 +516,7 @@ def intake(zip_path: Path, dest: Path, policy: IntakePolicy,
     if not name_ok:
         shown = given
         plausible = re.fullmatch(policy.netid_pattern, net_id) and not _ASSIGNMENT_TOKEN.fullmatch(net_id)
-        expected = f"'{net_id}.zip'" if plausible else "'<net_id>.zip' (your NYU net id, e.g. 'abc123.zip')"
+        expected = f"'{net_id}.zip'" if plausible else f"'<net_id>.zip' ({policy.netid_hint})"
         res.naming_issues.append(f"the zip is named '{shown}', expected {expected}")
 
     dest.mkdir(parents=True, exist_ok=True)

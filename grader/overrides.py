@@ -6,7 +6,7 @@ the grader's own finding is kept beside it (``data.override.was``).
 """
 from __future__ import annotations
 
-from grader.checks.base import ItemResult
+from grader.items import ItemResult
 from grader.record import to_jsonable
 
 

@@ -8,23 +8,20 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from grader.environment import Package, parse_packages
+from grader.items import Fingerprint, Item, RubricError, Subcheck
 
 PART_KINDS = ("pdf", "notebook")
 PENALTY_RULES = ("sum_capped",)
 COLAB_MODES = ("neutralize", "keep")
 LIMIT_MODES = ("scaled", "fixed")
 RELEASE_EXPECTATIONS = ("zero", "full", "any")
-
-
-class RubricError(ValueError):
-    """A rubric file that cannot be used as it is."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +46,7 @@ class IntakeSettings:
     max_total_mb: float
     max_member_mb: float
     netid_pattern: str
+    netid_hint: str
 
 
 @dataclass(frozen=True)
@@ -116,43 +114,6 @@ class Part:
     python_path: tuple[str, ...] = ()      # folders beside the notebook whose modules also import flat
     captures: tuple[Capture, ...] = ()
     reseed: Reseed | None = None
-
-
-@dataclass(frozen=True)
-class Subcheck:
-    name: str
-    points: float
-    what: str = ""                # student-facing description
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    variant: str                  # "package.module:name" of a deliberately wrong reference
-    message: str                  # what the student is told when their result matches it
-    subchecks: tuple[str, ...] = ()   # where it applies; empty: every sub-check
-
-
-@dataclass(frozen=True)
-class Item:
-    id: str
-    part: str
-    kind: str
-    title: str
-    points: float
-    extra: bool = False
-    target: str | None = None
-    params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-    reference: str | None = None          # "package.module:name" in the reference package
-    subchecks: tuple[Subcheck, ...] = ()  # partial credit; points sum to the item's points
-    fingerprints: tuple[Fingerprint, ...] = ()
-    where: str = field(default="", compare=False)   # "items[i]", for error messages
-    # What the release notebook (TODOs empty) must score on this item, checked by
-    # `grader validate`: "zero" (the TODO is the whole item), "full" (the item checks
-    # given code), "any" (not checked).
-    release: str = "zero"
-    # Shown, with its details, by a student's `grader check` before the deadline; other
-    # automatic items run only when staff grade.
-    public: bool = False
 
 
 @dataclass(frozen=True)
@@ -269,8 +230,10 @@ def _top(data: dict, key: str) -> _Table:
     return _Table(data[key], key)
 
 
-def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) -> Rubric:
-    """Load ``path`` and validate it; ``known_kinds`` defaults to the registered check kinds."""
+def load_rubric(path: Path | str, kinds: Mapping[str, Any] | None = None) -> Rubric:
+    """Load ``path`` and validate it against ``kinds`` (name -> check kind, each validating its
+    own items' params); by default the grader's registry, ``grader.checks.KINDS``. The check
+    kinds never import this module, so the registry is looked up here only when needed."""
     path = Path(path).resolve()
     try:
         raw = path.read_bytes()
@@ -280,9 +243,9 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise RubricError(f"{path.name}: not valid TOML: {e}") from None
-    if known_kinds is None:
-        from grader.checks import KINDS
-        known_kinds = tuple(KINDS)
+    if kinds is None:
+        from grader.checks import KINDS as kinds
+    known_kinds = tuple(kinds)
 
     a = _top(data, "assignment")
     name = a.str("name", _REQUIRED)
@@ -331,6 +294,7 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
         max_total_mb=i.num("max_total_mb", 300),
         max_member_mb=i.num("max_member_mb", 200),
         netid_pattern=i.str("netid_pattern", r"[a-z]{2,4}[0-9]{1,6}"),
+        netid_hint=i.str("netid_hint", "your student login, e.g. 'abc123.zip'"),
     )
     i.no_unknown_keys()
 
@@ -368,7 +332,7 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
             target = m.str("target", _REQUIRED)
             if not _safe_inside(target):
                 raise RubricError(f"{m.where}.target: expected an absolute path inside the sandbox or a folder "
-                                  f"name beside the notebook (e.g. \"cats_and_dogs_filtered\"), got {target!r}")
+                                  f"name beside the notebook (e.g. \"data_folder\"), got {target!r}")
             mounts.append(Mount(m.str("source", _REQUIRED), target))
             m.no_unknown_keys()
         captures = []
@@ -447,7 +411,7 @@ def load_rubric(path: Path | str, known_kinds: tuple[str, ...] | None = None) ->
             raise RubricError(f"{i.where}.public: a public item is judged by a student's `grader check`, where "
                               f"only public items run, but it requires {', '.join(hidden)}; make those public "
                               "(and automatic) too, or this one not")
-    _validate_kinds(items)
+    _validate_kinds(items, kinds)
 
     for part in parts:
         base = sum(i.points for i in items if i.part == part.id and not i.extra)
@@ -516,11 +480,10 @@ def _fingerprints(t: _Table, subs: tuple[Subcheck, ...]) -> tuple[Fingerprint, .
     return tuple(out)
 
 
-def _validate_kinds(items: list[Item]) -> None:
+def _validate_kinds(items: list[Item], kinds: Mapping[str, Any]) -> None:
     """Each check kind checks its own params, so a bad item fails when the rubric loads."""
-    from grader.checks import KINDS
     for item in items:
-        validate = getattr(KINDS.get(item.kind), "validate", None)
+        validate = getattr(kinds.get(item.kind), "validate", None)
         if validate is not None:
             validate(item)
 

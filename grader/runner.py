@@ -26,12 +26,14 @@ from grader import deadline as deadline_stage
 from grader import devices, limits as limits_stage, overrides
 from grader.cache import cached_execute, run_key
 from grader.checks import KINDS, ItemResult, JudgeContext
-from grader.checks.base import SubResult, not_run
+from grader.checks.base import not_run
+from grader.items import SubResult
 from grader.checks.gating import apply_requires
 from grader.diagnose import diagnose, excused_cells
 from grader.execute import ExecSettings, NotebookRun, ProbeRequest, execute_notebook
 from grader.intake import IntakePolicy, IntakeResult, intake
 from grader.record import Record, safe_key, to_jsonable, zip_key
+from grader.reference_cache import reference_digest
 from grader.planning import item_json, plan_part, tree_digest
 from grader.rubric import Item, Part, Rubric
 from grader.score import Penalty, score
@@ -39,7 +41,7 @@ from grader.score import Penalty, score
 # Loaded from its file, not imported by name, so a module the notebook planted in
 # sys.modules under that name is not what runs.
 PROBE_CODE = ("import importlib.util as _gu\n"
-              "_gs = _gu.spec_from_file_location('_grader_probe', '/grader/probe/hw_probe.py')\n"
+              "_gs = _gu.spec_from_file_location('_grader_probe', '/grader/probe/kernel_probe.py')\n"
               "_gp = _gu.module_from_spec(_gs)\n_gs.loader.exec_module(_gp)\n"
               "try:\n    _gp.run_plan('/grader/in/plan.json', '/grader/out')\n"
               "finally:\n    del _gu, _gs, _gp\n")
@@ -97,7 +99,8 @@ def intake_policy(rubric: Rubric) -> IntakePolicy:
     i = rubric.intake
     return IntakePolicy(required=rubric.required_files, ignore=i.ignore, max_members=i.max_members,
                         max_total_bytes=int(i.max_total_mb * 2**20),
-                        max_member_bytes=int(i.max_member_mb * 2**20), netid_pattern=i.netid_pattern)
+                        max_member_bytes=int(i.max_member_mb * 2**20), netid_pattern=i.netid_pattern,
+                        netid_hint=i.netid_hint)
 
 
 def prepare_datasets(rubric: Rubric, cache_dir: Path) -> dict[str, Path]:
@@ -150,8 +153,8 @@ def grader_version() -> str:
     is not current (it is regraded, from its kept runs where they still stand)."""
     if not _VERSION:
         try:
-            from importlib.metadata import version
-            v = version("hw2-grader")
+            from importlib.metadata import packages_distributions, version
+            v = version(packages_distributions()["grader"][0])   # the distribution that installed this package
         except Exception:
             v = "0"
         _VERSION.append(f"{v}+{tree_digest(Path(__file__).resolve().parent)[:12]}")
@@ -204,7 +207,7 @@ def grade_submission(zip_path: Path, rubric: Rubric, settings: GradeSettings,
 
 
 def trusted_side_threads() -> None:
-    """The grader's own torch work (references, replays of Section 8-style trainings) is many
+    """The grader's own torch work (references, replays of recorded trainings) is many
     small ops: threads only cost there, and beside running kernels OpenMP threads oversubscribe
     the cores (a small LSTM batch: 2.8 ms on one thread, 378 ms on two beside busy kernels)."""
     import torch
@@ -399,7 +402,7 @@ def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSetting
     ctx = JudgeContext(net_id, probe_dir if probe else None, probe_ok, why, staff, path,
                        executed_path=run.executed_path, reference_dir=rubric.reference_dir,
                        private=plan.private() if plan is not None else {},
-                       plan_s=plan_s)
+                       plan_s=plan_s, cache_dir=settings.cache_dir)
     return run, ctx, key
 
 
@@ -416,31 +419,6 @@ def judging_code_digest(reference_dir: Path | None) -> str:
             h.update(reference_digest(Path(reference_dir)).encode())
         _CODE[ref] = h.hexdigest()
     return _CODE[ref]
-
-
-REFERENCE_SUFFIXES = (".py", ".ipynb", ".json", ".toml", ".csv", ".txt")
-
-
-def reference_digest(root: Path) -> str:
-    """The reference package's code and data as judging reads them: source and data files, not
-    hidden ones, and never a grading output folder that happens to lie inside it (a rubric kept
-    beside ``--out``: its records, runs and other workers' scratch come and go). os.walk skips
-    what vanishes while it walks; output folders are pruned before it enters them."""
-    h = hashlib.sha256()
-    for folder, dirs, files in os.walk(root):
-        here = Path(folder)
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__pycache__"))
-                         and not ((here / d / "seed").is_file() and (here / d / "records").is_dir()))
-        for name in sorted(files):
-            path = here / name
-            if path.suffix not in REFERENCE_SUFFIXES or name.startswith(".") or path.is_symlink():
-                continue
-            try:
-                data = path.read_bytes()
-            except OSError:
-                continue
-            h.update(str(path.relative_to(root)).encode() + b"\0" + hashlib.sha256(data).digest())
-    return h.hexdigest()
 
 
 def judge_digest(item: Item, part: Part | None, key: str, staff: dict[str, float], reference_dir) -> str:
@@ -505,8 +483,7 @@ def capture_prelude(captures) -> str:
 
 
 def _prelude(item) -> str | None:
-    hook = getattr(KINDS[item.kind], "prelude", None)
-    return hook(item) if hook is not None else None
+    return KINDS[item.kind].prelude(item)
 
 
 def executable(run: NotebookRun, test_failures: tuple[str, ...], excused: set[int] = frozenset()) -> bool:

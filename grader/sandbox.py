@@ -369,7 +369,7 @@ class Sandbox:
     @staticmethod
     def mount_point(target: str) -> str:
         """Where a read-only mount goes: an absolute path as it is, a relative one inside the
-        work folder (what a notebook finds beside it, e.g. ``cats_and_dogs_filtered``)."""
+        work folder (what a notebook finds beside it, a data folder the notebook opens by a relative path)."""
         if not target.startswith("/"):
             parts = Path(target).parts
             if not parts or any(p in ("..", ".") for p in parts):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from grader.checks.base import ItemResult
+from grader.items import ItemResult
 from grader.rubric import Rubric
 
 

@@ -79,9 +79,9 @@ STUDENT = [
     "    for _ in range(3000):\n"
     "        plant(); time.sleep(0.005)\n"
     "threading.Thread(target=keep_planting, daemon=True).start()\n"
-    "fake_probe = types.ModuleType('hw_probe')\n"
+    "fake_probe = types.ModuleType('kernel_probe')\n"
     "fake_probe.run_plan = lambda *a, **k: None\n"
-    "sys.modules['hw_probe'] = fake_probe",
+    "sys.modules['kernel_probe'] = fake_probe",
     "print('Score: 100/100  all tests passed')",
 ]
 

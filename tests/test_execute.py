@@ -200,8 +200,8 @@ def test_probe_runs_in_same_kernel(tmp_path):
     in_dir.mkdir()
     out_dir.mkdir()
     (in_dir / "names.json").write_text(json.dumps(["model", "train", "missing"]))
-    code = ("import json, hw_probe\n"
-            "hw_probe.exists(json.load(open('/grader/in/names.json')), '/grader/out/exists.json')")
+    code = ("import json, kernel_probe\n"
+            "kernel_probe.exists(json.load(open('/grader/in/names.json')), '/grader/out/exists.json')")
     cells = ["import os\nopen('seen.txt', 'w').write(str(os.listdir('/grader/in')))",
              "class Net: pass\nmodel = Net()\ndef train(): pass"]
     run = _run(tmp_path, cells, probe=ProbeRequest(code=code, in_dir=in_dir, out_dir=out_dir))
@@ -218,7 +218,7 @@ def test_probe_error_reported_and_not_run_after_kernel_death(tmp_path):
     in_dir, out_dir = tmp_path / "in", tmp_path / "out"
     in_dir.mkdir()
     out_dir.mkdir()
-    bad = _run(tmp_path, ["x = 1"], probe=ProbeRequest("import hw_probe\nhw_probe.nope()", in_dir, out_dir))
+    bad = _run(tmp_path, ["x = 1"], probe=ProbeRequest("import kernel_probe\nkernel_probe.nope()", in_dir, out_dir))
     assert bad.status == "completed" and bad.probe.status == "error"
     assert "AttributeError" in bad.probe.error
     died = _run(tmp_path, ["import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "print(1)"],

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-PATH = Path(__file__).resolve().parents[1] / "grader" / "probe" / "hw_instrument.py"
+PATH = Path(__file__).resolve().parents[1] / "grader" / "probe" / "training_instrument.py"
 
 
 def _fresh():

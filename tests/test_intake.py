@@ -26,7 +26,7 @@ from intake_zips import (
     zip_bytes,
 )
 
-POLICY = IntakePolicy(required=REQUIRED)
+POLICY = IntakePolicy(required=REQUIRED, netid_hint="your NYU net id, e.g. 'abc123.zip'")
 
 
 def run(tmp_path: Path, entries, zip_name: str = "abc123.zip", policy: IntakePolicy = POLICY, **kw) -> IntakeResult:

@@ -24,7 +24,7 @@ import pytest
 
 from grader.checks.base import ItemResult, SubResult
 from grader.checks.gating import apply_requires
-from grader.checks.training import DETECTOR, detect
+from grader.checks.spikes import detect
 from grader.record import Record
 from grader.report import write_csv, write_reports
 from grader.rubric import load_rubric
@@ -85,19 +85,19 @@ def _learned_curve(n_epochs: int = 40, spe: int = 31) -> list[float]:
     return out
 
 
-def test_detector_ignores_one_hard_batch_but_not_a_jump_of_the_training():
+def test_detector_ignores_one_hard_batch_but_not_a_jump_of_the_training(rubric_detector):
     clean = _learned_curve()
-    assert not detect(clean, 31).spiky and detect(clean, 31).learning_epoch is not None
+    assert not detect(clean, 31, rubric_detector).spiky and detect(clean, 31, rubric_detector).learning_epoch is not None
     one = list(clean)
     one[900] = 2.5                       # a single hard batch: per-step noise
-    assert not detect(one, 31).spiky
+    assert not detect(one, 31, rubric_detector).spiky
     jump = list(clean)
     for i in range(900, 904):            # four batches thrown back up: the training jumped
         jump[i] = 1.0
-    det = detect(jump, 31)
+    det = detect(jump, 31, rubric_detector)
     assert det.spiky and len(det.spikes) == 1 and det.spikes[0][0] <= 902 <= det.spikes[0][1]
     flat = [math.log(4) + 0.01 * math.sin(i) for i in range(31 * 40)]
-    assert detect(flat, 31).learning_epoch is None and not detect(flat, 31).spiky
+    assert detect(flat, 31, rubric_detector).learning_epoch is None and not detect(flat, 31, rubric_detector).spiky
 
 
 # ---------------------------------------------------------------- gating, instrumentation, report (fast)
@@ -131,7 +131,7 @@ def test_instrumentation_records_the_true_training_signal(tmp_path):
     clipping, the model found from the optimizer, the weights before the first step."""
     script = textwrap.dedent(f"""
         import importlib.util, json, sys, torch
-        spec = importlib.util.spec_from_file_location('_grader_instrument', {str(REPO / 'grader/probe/hw_instrument.py')!r})
+        spec = importlib.util.spec_from_file_location('_grader_instrument', {str(REPO / 'grader/probe/training_instrument.py')!r})
         mod = importlib.util.module_from_spec(spec); sys.modules['_grader_instrument'] = mod
         spec.loader.exec_module(mod); inst = mod.install()
         torch.manual_seed(0)
@@ -166,10 +166,10 @@ def test_instrumentation_records_the_true_training_signal(tmp_path):
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 
 
-def test_report_draws_the_curve_and_lists_review_items(tmp_path, curves):
+def test_report_draws_the_curve_and_lists_review_items(tmp_path, curves, rubric_detector):
     rubric = load_rubric(HW2_RUBRIC)
     loss = curves["original"]["step_loss"]
-    det = detect(loss, 31)
+    det = detect(loss, 31, rubric_detector)
     item = {"id": "seq.no_spikes", "part": "seq", "title": "Section 8", "kind": "training", "points": 0,
             "possible": 3, "extra": False, "status": "failed", "message": "spikes", "subchecks": [],
             "review": True, "data": {"plot": "training_curve", "loss": loss, "steps_per_epoch": 31,

@@ -25,7 +25,7 @@ from grader.checks.base import JudgeContext, SubResult, not_run, result
 from grader.checks.common import Params
 from grader.checks.notebook_text import Cell, heading_level, output_text, plain, read_cells, section
 from grader.checks.static import rules_by_subcheck
-from grader.rubric import Item
+from grader.items import Item
 
 RULES = ("images", "answer", "text")
 EXTRA = {"mime", "after", "min_chars", "message"}
@@ -33,7 +33,9 @@ EXTRA = {"mime", "after", "min_chars", "message"}
 
 class Artifact:
     name = "artifact"
-    needs_probe = False
+
+    def prelude(self, item: Item) -> None:
+        return None
 
     def validate(self, item: Item) -> None:
         p = Params(item)

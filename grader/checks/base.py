@@ -6,31 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from grader.rubric import Item
-
-
-@dataclass
-class SubResult:
-    name: str
-    points: float
-    possible: float
-    message: str
-
-
-@dataclass
-class ItemResult:
-    id: str
-    part: str
-    title: str
-    kind: str
-    points: float
-    possible: float
-    extra: bool
-    status: str                   # "passed" | "partial" | "failed" | "pending" | "not_run"
-    message: str
-    subchecks: list[SubResult] = field(default_factory=list)
-    review: bool = False          # staff should look at this item
-    data: dict[str, Any] = field(default_factory=dict)   # plain JSON for the report (e.g. a curve to plot)
+from grader.items import Item, ItemResult, SubResult
 
 
 @dataclass
@@ -55,6 +31,7 @@ class JudgeContext:
     reference_dir: Path | None = None
     private: dict[str, Any] = field(default_factory=dict)   # from PlanContext
     plan_s: float = 0.0           # seconds spent planning the probe (input generation, references)
+    cache_dir: Path | None = None # where reference results are kept per machine (grader/reference_cache.py)
 
     def probe_json(self, item_id: str) -> dict[str, Any] | None:
         """The probe's answer for an item: plain JSON, size-limited, or None."""
@@ -71,11 +48,15 @@ class JudgeContext:
 
 
 class CheckKind(Protocol):
+    """What the runner calls on a kind, in this order: ``validate`` when the rubric loads,
+    ``prelude`` and ``probe_actions`` before the notebook runs, ``judge`` after."""
     name: str
-    needs_probe: bool
 
     def validate(self, item: Item) -> None:
         """Raise RubricError naming ``items[i].<key>`` when the item cannot be checked."""
+
+    def prelude(self, item: Item) -> str | None:
+        """Code run hidden in the kernel before the first student cell (instrumentation), or None."""
 
     def probe_actions(self, item: Item, plan: PlanContext | None = None) -> list[dict[str, Any]]:
         """Plain-JSON actions for the in-kernel probe (empty when the kind needs no probe);

@@ -44,7 +44,7 @@ from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, re
 from grader.checks.common import (Params, encode, item_seed, load_answer, need_reference, need_target,
                                   plan_facets, resolve, trim)
 from grader.checks.compare import Tolerance, compare
-from grader.rubric import Item
+from grader.items import Item
 
 _FACET = re.compile(r"^(accuracy|all_groups|group:.+|runs|recorded|printed|all)$")
 _RATIO = re.compile(r"(\d+)\s*(?:/|of|out of)\s*(\d+)")
@@ -53,7 +53,9 @@ _NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*(%?)")
 
 class Behaviour:
     name = "behaviour"
-    needs_probe = True
+
+    def prelude(self, item: Item) -> None:
+        return None
 
     def validate(self, item: Item) -> None:
         p = Params(item)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 
 from grader.checks.compare import MISSING, Opaque
-from grader.rubric import Item, RubricError, Subcheck
+from grader.items import Item, RubricError, Subcheck
 
 MAX_ANSWER_BYTES = 20 << 20
 # Tensors may hold a training's weights before every step (the instrument keeps at most 128 MB).
@@ -358,6 +358,21 @@ def clone_value(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: clone_value(x) for k, x in v.items()}
     return v
+
+
+def detach(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.detach().clone().as_subclass(torch.Tensor)
+    if isinstance(v, (list, tuple)):
+        return type(v)(detach(x) for x in v)
+    if isinstance(v, dict):
+        return {k: detach(x) for k, x in v.items()}
+    return v
+
+
+def make_args(values: list) -> list:
+    """A recipe's argument list as a call takes it (TOML arrays become tuples)."""
+    return [tuple(v) if isinstance(v, list) else v for v in values]
 
 
 def leaves(v: Any) -> list[torch.Tensor]:

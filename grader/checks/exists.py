@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from grader.checks.base import JudgeContext, SubResult, not_run, result
 from grader.checks.notebook_text import bound_names, parse_cells, read_cells
-from grader.rubric import Item, RubricError
+from grader.items import Item, RubricError
 
 
 class Exists:
     name = "exists"
-    needs_probe = True
+
+    def prelude(self, item: Item) -> None:
+        return None
 
     @staticmethod
     def names(item: Item) -> list[str]:

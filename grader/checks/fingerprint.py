@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from grader.checks.base import JudgeContext
+from grader.checks.cases import applies, compare_cases, run_reference
 from grader.checks.common import resolve
-from grader.rubric import Fingerprint, Item
+from grader.items import Fingerprint, Item
 
 
 def applicable(item: Item, sub_name: str) -> list[Fingerprint]:
@@ -30,13 +31,11 @@ def first_match(item: Item, ctx: JudgeContext, sub_name: str,
 
 def match_function(item: Item, ctx: JudgeContext, facet: Any, cases: list[dict], got_cases: list,
                    answer: Any, tol: Any) -> str | None:
-    from grader.checks.function import _applies, compare_cases, run_reference
-
     def matches(variant: Any) -> bool:
         alt = []
         for case in cases:
             kinds = ["output"] + [f"grad:{i}" for i in case["grad"]] + (["after"] if case.get("after") else [])
-            if not any(_applies(facet.facets, (k, case["group"])) for k in kinds):
+            if not any(applies(facet.facets, (k, case["group"])) for k in kinds):
                 alt.append(case)          # not compared in this sub-check (maybe another function)
                 continue
             objects, after = case.get("objects", ()), case.get("after") or None
@@ -49,7 +48,7 @@ def match_function(item: Item, ctx: JudgeContext, facet: Any, cases: list[dict],
                     grads = [None] * len(case["grad"])
             alt.append({**case, "out": out, "grads": grads, "observed": observed})
         verdicts = [v for _, v, f in compare_cases(item, alt, got_cases, answer, tol)
-                    if _applies(facet.facets, f) and f[0] != "runs"]
+                    if applies(facet.facets, f) and f[0] != "runs"]
         return bool(verdicts) and all(v.ok for v in verdicts)
 
     return first_match(item, ctx, facet.sub.name, matches)

@@ -29,28 +29,19 @@ Params:
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import torch
 
 from grader.checks import fingerprint
 from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
-from grader.checks.common import (Facet, Params, check_value_spec, encode, instantiate, item_seed, leaves,
-                                  load_answer, make_value, need_reference, need_target, observe, plan_facets,
-                                  resolve, trim)
-from grader.checks.compare import MISSING, Tolerance, Verdict, compare
-from grader.rubric import Item
+from grader.checks.cases import applies, compare_cases, run_reference, tolerance
+from grader.checks.common import (Facet, Params, check_value_spec, encode, item_seed, leaves, load_answer,
+                                  make_value, need_reference, need_target, plan_facets, resolve)
+from grader.items import Item
 
 ALIASES = {"forward": "output", "outputs": "output"}
 _FACET = re.compile(r"^(output|output:[\w.-]+|grad:\d+|grads|runs|after|after:[\w.-]+|group:[\w.-]+|all)$")
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-
-
-def tolerance(item: Item) -> Tolerance:
-    p = Params(item)
-    d = Tolerance()
-    return Tolerance(float(p.num("rtol", d.rtol)), float(p.num("atol", d.atol)),
-                     bool(p.bool("integral_floats", False)))
 
 
 def _cases(item: Item) -> list[dict]:
@@ -61,43 +52,11 @@ def _cases(item: Item) -> list[dict]:
     return cases
 
 
-def run_reference(fn: Any, args: tuple, kwargs: dict, grad: list[int], upstream: list | None,
-                  objects: tuple = (), after: dict | None = None):
-    """Output, gradients and observed objects of a reference (or variant) function, as the
-    probe computes them (objects are built afresh from their recipes for every run)."""
-    objs: dict = {}
-    for o in objects:
-        instantiate(o, objs)
-    args = [instantiate(a, objs) for a in args]
-    kwargs = instantiate(dict(kwargs), objs)
-    wrt = []
-    for i in grad:
-        args[i] = args[i].clone().requires_grad_(True)
-        wrt.append(args[i])
-    with torch.enable_grad():
-        out = fn(*args, **kwargs)
-    grads = None
-    if grad and upstream is not None:
-        outs = leaves(out)
-        pairs = [(o, u) for o, u in zip(outs, upstream) if u is not None]
-        got = torch.autograd.grad([o for o, _ in pairs], wrt, [u for _, u in pairs], allow_unused=True)
-        grads = [torch.zeros_like(w) if g is None else g.detach() for g, w in zip(got, wrt)]
-    return _detach(out), grads, (observe(objs, after) if after else None)
-
-
-def _detach(v: Any) -> Any:
-    if isinstance(v, torch.Tensor):
-        return v.detach().clone().as_subclass(torch.Tensor)
-    if isinstance(v, (list, tuple)):
-        return type(v)(_detach(x) for x in v)
-    if isinstance(v, dict):
-        return {k: _detach(x) for k, x in v.items()}
-    return v
-
-
 class Function:
     name = "function"
-    needs_probe = True
+
+    def prelude(self, item: Item) -> None:
+        return None
 
     def validate(self, item: Item) -> None:
         p = Params(item)
@@ -205,7 +164,7 @@ class Function:
         verdicts = compare_cases(item, cases, got_cases, answer, tol)
         subs = []
         for f in facets:
-            relevant = [(name, v) for name, v, facet in verdicts if _applies(f.facets, facet)]
+            relevant = [(name, v) for name, v, facet in verdicts if applies(f.facets, facet)]
             subs.append(decide(item, ctx, f, relevant, cases, got_cases, answer, tol))
         return result(item, _forbidden(item, ctx, subs))
 
@@ -213,26 +172,6 @@ class Function:
 def DTYPE_FLOAT(spec: dict) -> bool:
     return spec.get("dtype", "float32") in ("float32", "float64", "float16", "bfloat16") and \
         spec.get("dist", "normal") not in ("randint", "arange")
-
-
-def _applies(wanted: list[str], facet: tuple[str, str | None]) -> bool:
-    kind, group = facet
-    for w in wanted:
-        if w == "all":
-            return True
-        if w.startswith("group:") and group == w[len("group:"):] and kind != "runs":
-            return True
-        if w.startswith("after:") and kind == "after" and group == w[len("after:"):]:
-            return True
-        if w == "output" and kind == "output":
-            return True
-        if w.startswith("output:") and kind == "output" and group == w[len("output:"):]:
-            return True
-        if w == "grads" and kind.startswith("grad:"):
-            return True
-        if w == kind:
-            return True
-    return False
 
 
 def _forbidden(item: Item, ctx: JudgeContext, subs: list[SubResult]) -> list[SubResult]:
@@ -260,94 +199,6 @@ def _forbidden(item: Item, ctx: JudgeContext, subs: list[SubResult]) -> list[Sub
         names = set(rule.get("subchecks") or [sub.name for sub in out])
         out = [SubResult(sub.name, 0.0, sub.possible, why) if sub.name in names else sub for sub in out]
     return out
-
-
-def _case_name(item: Item, i: int, case: dict) -> str:
-    args = [_short_arg(a) for a in case["args"]] + [f"{k}={_short_arg(v)}" for k, v in case["kwargs"].items()]
-    return f"{case.get('target') or item.target}({', '.join(args)})"
-
-
-def _short_arg(a: Any) -> str:
-    """An argument as the student may see it: shapes and kinds, never the grader's values."""
-    from grader.checks.common import Built, LossOf, ParamsOf
-    if isinstance(a, torch.Tensor):
-        return f"<tensor {tuple(a.shape)}>"
-    if isinstance(a, tuple):
-        return "(" + ", ".join(_short_arg(x) for x in a) + ("," if len(a) == 1 else "") + ")"
-    if isinstance(a, list):
-        return "[" + ", ".join(_short_arg(x) for x in a) + "]"
-    if isinstance(a, dict):
-        return "{" + ", ".join(f"{k!r}: {_short_arg(v)}" for k, v in a.items()) + "}"
-    if isinstance(a, Built):
-        inner = ", ".join([_short_arg(x) for x in a.args] + [f"{k}={_short_arg(v)}" for k, v in a.kwargs.items()])
-        return f"{a.ctor.split('.')[-1]}({inner})"
-    if isinstance(a, ParamsOf):
-        return f"{a.name}.parameters()"
-    if isinstance(a, LossOf):
-        return f"<a loss of {a.module} on an input {tuple(a.input.shape)}>"
-    if isinstance(a, (int, float, str, bool)) or a is None:
-        return repr(a)
-    return f"<{type(a).__name__}>"
-
-
-def compare_cases(item: Item, cases: list[dict], got_cases: list, answer, tol: Tolerance):
-    """[(label, Verdict, (facet kind, group))] for every output and gradient."""
-    out = []
-    for i, case in enumerate(cases):
-        got = got_cases[i] if i < len(got_cases) and type(got_cases[i]) is dict else {}
-        label = _case_name(item, i, case)
-        if got.get("lookup") is True:
-            v = Verdict(False, trim(got.get("error")))
-        elif "error" in got:
-            v = Verdict(False, f"{label} raised an exception:\n{trim(got['error'])}")
-        elif "out" not in got:
-            v = Verdict(False, f"{label}: no result came back")
-        elif case.get("select") is not None:
-            v = _compare_selected(label, answer.value(got, "out"), case["out"], case["select"], tol)
-        else:
-            v = compare(f"{label}", answer.value(got, "out"), case["out"], tol)
-        out.append((label, v, ("output", case["group"])))
-        if case.get("after"):
-            if "error" in got or got.get("lookup") is True:
-                av = Verdict(False, f"{label}: the call raised an exception")
-            elif "after_error" in got:
-                av = Verdict(False, f"{label}: the objects could not be read after the call:\n{trim(got['after_error'])}")
-            else:
-                av = compare(f"after {label}", answer.value(got, "after"), case["observed"], tol)
-            out.append((label, av, ("after", case["group"])))
-        ran = "out" in got and "error" not in got
-        out.append((label, Verdict(ran, "" if ran else v.message), ("runs", case["group"])))
-        for j, idx in enumerate(case["grad"]):
-            name = f"gradient of {label} w.r.t. argument {idx}"
-            if "error" in got:
-                gv = Verdict(False, f"{name}: the call raised an exception")
-            elif "grad_error" in got:
-                gv = Verdict(False, f"{name} could not be computed:\n{trim(got['grad_error'])}")
-            else:
-                grads = got.get("grads")
-                g = answer.value({"g": grads[j]}, "g") if type(grads) is list and j < len(grads) else MISSING
-                want = case["grads"][j] if case["grads"] is not None else None
-                if want is None:
-                    gv = Verdict(False, f"{name}: no gradient to compare with")
-                else:
-                    gv = compare(name, torch.zeros_like(want) if g is None else g, want, tol)
-            out.append((name, gv, (f"grad:{idx}", case["group"])))
-    return out
-
-
-def _compare_selected(label: str, got: Any, want: Any, index: int, tol: Tolerance) -> Verdict:
-    name = f"{label}[{index}]"
-    if type(got) not in (list, tuple) or len(got) <= index:
-        return Verdict(False, f"`{label}` should return a tuple of at least {index + 1} values")
-    g, w = got[index], want[index]
-    if type(w) is torch.Tensor and w.numel() == 1 and type(g) is torch.Tensor and g.numel() == 1 \
-            and g.dtype.is_floating_point != w.dtype.is_floating_point:
-        g = g.reshape(-1)[0].item()
-    if type(w) is torch.Tensor and w.numel() == 1 and type(g) in (int, float):
-        w = w.reshape(-1)[0].item()
-        if isinstance(w, int) and type(g) is float and g.is_integer():
-            g = int(g)
-    return compare(name, g, w, tol)
 
 
 def decide(item: Item, ctx: JudgeContext, f: Facet, relevant, cases, got_cases, answer, tol) -> SubResult:

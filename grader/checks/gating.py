@@ -8,7 +8,7 @@ in the message, prefixed by why it scored nothing.
 from __future__ import annotations
 
 from grader.checks.base import ItemResult, SubResult
-from grader.rubric import Item, RubricError
+from grader.items import Item, RubricError
 
 
 def required(item: Item) -> list[str]:

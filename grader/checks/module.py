@@ -39,11 +39,12 @@ import torch
 
 from grader.checks import fingerprint
 from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
-from grader.checks.common import (Params, check_value_spec, clone_value, encode, item_seed, leaves, load_answer,
-                                  make_value, need_reference, need_target, plan_facets, resolve, trim)
+from grader.checks.cases import tolerance
+from grader.checks.common import (Params, check_value_spec, clone_value, detach, encode, item_seed, leaves,
+                                  load_answer, make_args, make_value, need_reference, need_target, plan_facets,
+                                  resolve, trim)
 from grader.checks.compare import MISSING, Tolerance, Verdict, compare
-from grader.checks.function import tolerance
-from grader.rubric import Item
+from grader.items import Item
 
 ALIASES = {"forward": "output", "outputs": "output", "grad_input": "grad_inputs",
            "grad_weights": "grad_params", "weights": "parameters", "transplant": "output"}
@@ -82,7 +83,7 @@ def reference_run(cls: Any, c: dict, state: dict, inputs: tuple, grad_inputs: li
     method = c.get("method", "forward")
     with torch.enable_grad():
         out = model(*xs, **fkw) if method == "forward" else getattr(model, method)(*xs, **fkw)
-    res: dict = {"out": _detached(out)}
+    res: dict = {"out": detach(out)}
     if upstream is not None:
         pairs = [(o, u) for o, u in zip(leaves(out), upstream) if u is not None]
         grads = torch.autograd.grad([o for o, _ in pairs], wrt + params, [u for _, u in pairs], allow_unused=True)
@@ -93,22 +94,15 @@ def reference_run(cls: Any, c: dict, state: dict, inputs: tuple, grad_inputs: li
     res["methods"] = {}
     for m in c.get("methods", []):
         with torch.no_grad():
-            res["methods"][m] = _detached(getattr(model, m)(*[clone_value(x) for x in inputs]))
+            res["methods"][m] = detach(getattr(model, m)(*[clone_value(x) for x in inputs]))
     return res
-
-
-def _detached(v: Any) -> Any:
-    from grader.checks.function import _detach
-    return _detach(v)
-
-
-def make_args(values: list) -> list:
-    return [tuple(v) if isinstance(v, list) else v for v in values]
 
 
 class Module:
     name = "module"
-    needs_probe = True
+
+    def prelude(self, item: Item) -> None:
+        return None
 
     def validate(self, item: Item) -> None:
         p = Params(item)

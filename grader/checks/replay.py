@@ -36,7 +36,7 @@ ATOL = 1e-4
 
 
 def digest(x: torch.Tensor) -> str:
-    """The instrument's digest of a batch (grader/probe/hw_instrument.py: same formula): a hash
+    """The instrument's digest of a batch (grader/probe/training_instrument.py: same formula): a hash
     of its float32 bytes, so two batches share one only if they are the same batch."""
     import hashlib
     data = x.detach().float().cpu().contiguous().reshape(-1).numpy().tobytes()
@@ -81,6 +81,49 @@ class BatchPool:
     def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         packed, y = self._stored[i]
         return _unpack(packed), y
+
+    # -- kept on disk (grader/reference_cache.py): the whole pool, as plain tensors and lists
+
+    def filled(self) -> "BatchPool":
+        while self._grow():
+            pass
+        return self
+
+    def state(self) -> dict:
+        """The pool as a few flat tensors (thousands of small ones save and load slowly)."""
+        order = sorted(self._index, key=self._index.get)
+        bits = [(i, shape, data) for i, ((kind, shape, data), _y) in enumerate(self._stored) if kind == "bits"]
+        dense = {str(i): data for i, ((kind, _s, data), _y) in enumerate(self._stored) if kind == "dense"}
+        ys = [y.reshape(-1) for _x, y in self._stored]
+        return {"limit": self.limit, "exhausted": self.exhausted, "digests": order,
+                "at": [self._index[d] for d in order], "bits_index": [i for i, _s, _d in bits],
+                "bits_shapes": [list(shape) for _i, shape, _d in bits],
+                "bits_sizes": [int(d.size) for _i, _s, d in bits],
+                "bits": torch.from_numpy(np.concatenate([d for _i, _s, d in bits])) if bits else torch.zeros(0, dtype=torch.uint8),
+                "dense": dense, "y_shapes": [list(y.shape) for _x, y in self._stored],
+                "y": torch.cat(ys) if ys else torch.zeros(0)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "BatchPool":
+        pool = cls(iter(()), int(state["limit"]))
+        pool.exhausted = True       # everything the stream gives up to the limit is here
+        pool._index = dict(zip(state["digests"], state["at"]))
+        n = len(state["y_shapes"])
+        xs: list = [None] * n
+        flat = state["bits"].numpy()
+        start = 0
+        for i, shape, size in zip(state["bits_index"], state["bits_shapes"], state["bits_sizes"]):
+            xs[i] = ("bits", tuple(shape), flat[start:start + size])
+            start += size
+        for i, data in state["dense"].items():
+            xs[int(i)] = ("dense", tuple(data.shape), data)
+        ys, start = [], 0
+        for shape in state["y_shapes"]:
+            size = int(np.prod(shape)) if shape else 1
+            ys.append(state["y"][start:start + size].reshape(shape))
+            start += size
+        pool._stored = list(zip(xs, ys))
+        return pool
 
 
 def _pack(x: torch.Tensor):

@@ -5,12 +5,14 @@ The grader only merges them; until staff enter a score the item is pending.
 from __future__ import annotations
 
 from grader.checks.base import ItemResult, JudgeContext
-from grader.rubric import Item
+from grader.items import Item
 
 
 class Staff:
     name = "staff"
-    needs_probe = False
+
+    def prelude(self, item: Item) -> None:
+        return None
 
     def validate(self, item: Item) -> None:
         pass

@@ -20,7 +20,7 @@ from typing import Any
 from grader.checks.base import JudgeContext, SubResult, not_run, result
 from grader.checks.common import Params
 from grader.checks.notebook_text import parse_cells, plain, read_cells, section, top_level_nodes
-from grader.rubric import Item, RubricError
+from grader.items import Item, RubricError
 
 RULES = ("unchanged", "assign", "call", "pattern")
 
@@ -56,13 +56,15 @@ def rules_by_subcheck(item: Item, allowed: tuple[str, ...], extra_keys: set[str]
             if not any(r.get("subcheck") == s.name for r in rules):
                 raise p.err("rules", f"no rule counts for sub-check {s.name!r}")
         return [(s, [r for r in rules if r.get("subcheck") == s.name]) for s in item.subchecks]
-    from grader.rubric import Subcheck
+    from grader.items import Subcheck
     return [(Subcheck("all", item.points), rules)]
 
 
 class Static:
     name = "static"
-    needs_probe = False
+
+    def prelude(self, item: Item) -> None:
+        return None
 
     def validate(self, item: Item) -> None:
         p = Params(item)

@@ -31,11 +31,10 @@ import re
 import torch
 
 from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
-from grader.checks.common import (Params, check_value_spec, item_seed, load_answer, make_value, need_target,
-                                  plan_facets, trim)
+from grader.checks.common import (Params, check_value_spec, item_seed, load_answer, make_args, make_value,
+                                  need_target, plan_facets, trim)
 from grader.checks.compare import Verdict, compare
-from grader.checks.module import make_args
-from grader.rubric import Item
+from grader.items import Item
 
 _FACET = re.compile(r"^(constructs|output_shape|finite|parameters|components|component:[\w.-]+|backward|"
                     r"attributes|all)$")
@@ -45,7 +44,9 @@ ALIASES = {"construct": "constructs", "shape": "output_shape", "param_count": "p
 
 class Structure:
     name = "structure"
-    needs_probe = True
+
+    def prelude(self, item: Item) -> None:
+        return None
 
     def validate(self, item: Item) -> None:
         p = Params(item)

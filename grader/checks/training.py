@@ -1,6 +1,6 @@
 """Check kind ``training``: a training run measured by the grader, not by the notebook.
 
-Instrumentation (grader/probe/hw_instrument.py) is installed in the kernel before the
+Instrumentation (grader/probe/training_instrument.py) is installed in the kernel before the
 first student cell (``prelude``). It records, at every optimizer step, the loss of the
 batch (the scalar that was back-propagated), the norm of the gradient the step applies,
 the learning rate, IPython's execution count and a fingerprint of the model's input;
@@ -32,126 +32,42 @@ released training's per-step losses), reference_model ("module:function" -> a fr
 released class), reference_batches ("module:function" -> iterator of (input, target), the released
 stream's batches in order), reference_loss ("module:function"(model, input, target) -> the batch
 loss), batch_pool (how many stream batches may be generated to find a run's batches),
-heldout {batches, seed_offset},
+heldout {batches},
 min_accuracy, min_images, evidence {gradients = [regex], weights = [regex]}, requires.
 
-Spike detector: after learning starts (the first epoch whose mean batch loss is below
-``learned_below``), a spike is a stretch of steps whose running median loss (``window``
-steps, centred) lies more than ``rise`` above the lowest epoch-mean loss reached so far,
-or above ``ceiling`` (the untrained loss). The median ignores a single hard batch
-(per-step noise) but not a jump that lasts (window + 1) / 2 steps or more. A worst rise
-within ``review_margin`` (a fraction of ``rise``) of the threshold is flagged for review.
-The calibration is in reference/hw2/data/spike_detector.md.
+The spike detector (grader/checks/spikes.py) takes every parameter from ``params.detector``.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from grader import reference_cache
 from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
 from grader.checks.common import Params, item_seed, load_answer, resolve
 from grader.checks.gating import required
 from grader.checks.notebook_text import plain, read_cells, section
 from grader.checks.replay import BatchPool, Replay, replay
-from grader.rubric import Item
+from grader.checks.spikes import DETECTOR_KEYS, Detection, describe, detect
+from grader.items import Item
 
 MEASURES = ("spikes", "accuracy", "extra_credit")
 KEYS = {"measure", "section", "n_parameters", "steps_per_epoch", "min_epochs", "stream_epochs",
         "reference_initial", "reference_data", "reference_config", "heldout", "min_accuracy",
         "min_images", "evidence", "detector", "requires", "curve_digits", "reference_released",
-        "reference_model", "reference_batches", "reference_loss", "batch_pool"}
-DETECTOR = {"learned_below": 1.2, "window": 5, "rise": 0.3, "ceiling": math.log(4), "review_margin": 0.25}
+        "reference_model", "reference_batches", "reference_loss", "batch_pool", "seed_call"}
 
 # Loaded from its file, not imported by name, so a module the notebook planted in
 # sys.modules is not what runs; the probe finds the instance in sys.modules afterwards.
 PRELUDE = ("import importlib.util as _gu, sys as _gsy\n"
-           "_gs = _gu.spec_from_file_location('_grader_instrument', '/grader/probe/hw_instrument.py')\n"
+           "_gs = _gu.spec_from_file_location('_grader_instrument', '/grader/probe/training_instrument.py')\n"
            "_gm = _gu.module_from_spec(_gs)\n_gsy.modules['_grader_instrument'] = _gm\n"
            "try:\n    _gs.loader.exec_module(_gm)\n    _gm.install(trajectory_sizes=[{n_params}])\n"
            "finally:\n    del _gu, _gsy, _gs, _gm\n")
-
-
-# ---------------------------------------------------------------- the detector
-
-@dataclass
-class Detection:
-    steps: int
-    epochs: int                          # complete epochs
-    learning_epoch: int | None           # 1-based
-    spikes: list[tuple[int, int, float]] = field(default_factory=list)   # (first step, last step, peak loss)
-    worst_rise: float = 0.0
-    worst_step: int | None = None
-    missing: int = 0                     # steps whose loss was not observed
-
-    @property
-    def spiky(self) -> bool:
-        return bool(self.spikes)
-
-
-def running_median(values: list[float], window: int) -> list[float]:
-    half = window // 2
-    out = []
-    for i in range(len(values)):
-        chunk = sorted(v for v in values[max(0, i - half):i + half + 1] if v == v)
-        n = len(chunk)
-        out.append(math.nan if n == 0 else (chunk[n // 2] if n % 2 else 0.5 * (chunk[n // 2 - 1] + chunk[n // 2])))
-    return out
-
-
-def detect(loss: list[float | None], steps_per_epoch: int, params: dict | None = None) -> Detection:
-    """Spikes in a per-step training loss curve (see the module docstring)."""
-    p = {**DETECTOR, **(params or {})}
-    values = [math.nan if v is None else float(v) for v in loss]
-    n = len(values)
-    epochs = n // steps_per_epoch
-    det = Detection(steps=n, epochs=epochs, learning_epoch=None, missing=sum(1 for v in values if v != v))
-    means = []
-    for e in range(epochs):
-        chunk = [v for v in values[e * steps_per_epoch:(e + 1) * steps_per_epoch] if v == v]
-        means.append(sum(chunk) / len(chunk) if chunk else math.nan)
-    start = next((e for e, m in enumerate(means) if m == m and m < p["learned_below"]), None)
-    if start is None:
-        return det
-    det.learning_epoch = start + 1
-    smooth = running_median(values, int(p["window"]))
-    best = means[start]
-    open_spike: list | None = None
-    worst, worst_step = -math.inf, None
-    for i in range((start + 1) * steps_per_epoch, n):
-        e = i // steps_per_epoch
-        if e - 1 > start and e - 1 < epochs and means[e - 1] == means[e - 1] and i % steps_per_epoch == 0:
-            best = min(best, means[e - 1])
-        v = smooth[i]
-        if v != v:
-            continue
-        rise = v - best
-        if rise > worst:
-            worst, worst_step = rise, i
-        if rise > p["rise"] or v > p["ceiling"]:
-            peak = max(x for x in values[max(0, i - 2):i + 3] if x == x)
-            # Steps closer than a window apart belong to one excursion of the training.
-            if open_spike is not None and open_spike[1] >= i - int(p["window"]):
-                open_spike[1] = i
-                open_spike[2] = max(open_spike[2], peak)
-            else:
-                open_spike = [i, i, peak]
-                det.spikes.append(open_spike)  # type: ignore[arg-type]
-    det.spikes = [(a, b, c) for a, b, c in det.spikes]
-    det.worst_rise = 0.0 if worst == -math.inf else worst
-    det.worst_step = worst_step
-    return det
-
-
-def describe(det: Detection, steps_per_epoch: int, limit: int = 5) -> str:
-    bits = [f"epoch {a // steps_per_epoch + 1} (steps {a + 1}-{b + 1}, batch loss up to {peak:.2f})"
-            for a, b, peak in det.spikes[:limit]]
-    more = f" and {len(det.spikes) - limit} more" if len(det.spikes) > limit else ""
-    return f"{len(det.spikes)} spike(s): " + "; ".join(bits) + more
 
 
 # ---------------------------------------------------------------- reading the record
@@ -249,13 +165,14 @@ _RELEASED: dict[tuple, list[float]] = {}
 
 
 def released_loss(item: Item, ctx: JudgeContext) -> list[float] | None:
-    """The released training's per-step losses on this machine, computed once per process."""
+    """The released training's per-step losses on this machine, computed once per machine."""
     ref = item.params.get("reference_released")
     if not ref:
         return None
     key = (ref, str(ctx.reference_dir))
     if key not in _RELEASED:
-        _RELEASED[key] = list(resolve(ref, ctx.reference_dir)())
+        _RELEASED[key] = list(reference_cache.cached(ref, ctx.reference_dir, ctx.cache_dir,
+                                                     lambda: [float(v) for v in resolve(ref, ctx.reference_dir)()]))
     return _RELEASED[key]
 
 
@@ -283,7 +200,6 @@ def _none_observed(item: Item, obs: Observed) -> str:
 
 class Training:
     name = "training"
-    needs_probe = True
 
     def validate(self, item: Item) -> None:
         p = Params(item)
@@ -311,12 +227,16 @@ class Training:
             if (p.int("batch_pool", 1) or 0) < 1:
                 raise p.err("batch_pool", "expected a positive integer")
             det = p.table("detector")
-            unknown = set(det) - set(DETECTOR)
+            unknown = set(det) - set(DETECTOR_KEYS)
             if unknown:
-                raise p.err("detector", f"unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(DETECTOR)}")
+                raise p.err("detector", f"unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(DETECTOR_KEYS)}")
+            missing = [k for k in DETECTOR_KEYS if k not in det]
+            if missing:
+                raise p.err("detector", f"missing key(s) {', '.join(missing)}: the detector has no defaults "
+                                        "(each assignment calibrates its own)")
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in det.values()):
                 raise p.err("detector", "expected numbers")
-            if int(det.get("window", DETECTOR["window"])) < 1:
+            if int(det["window"]) < 1:
                 raise p.err("detector.window", "expected a positive integer")
         elif measure == "accuracy":
             for key in ("reference_data", "reference_config"):
@@ -394,7 +314,7 @@ class Training:
         observed = (f"observed {det.steps} optimizer steps ({det.steps / spe:g} epochs of {spe} batches, "
                     f"{run.get('optimizer')}) in the section's cells")
         problems = self._unchanged(item, ctx, run, answer, det)
-        params = {**DETECTOR, **p.get("detector", {})}
+        params = p["detector"]
         # A measurement near the threshold goes to staff whatever else was found.
         borderline = det.learning_epoch is not None and \
             abs(det.worst_rise - params["rise"]) <= params["review_margin"] * params["rise"]
@@ -440,7 +360,7 @@ class Training:
             return result(item, [SubResult("all", 0.0, item.points,
                                             f"{observed}: the training never learned (no epoch's mean batch loss "
                                             f"fell below {params['learned_below']:g}; the untrained loss is "
-                                            f"ln 4 = 1.386), so it has no spikes but does not fix them either")],
+                                            f"{params['ceiling']:.3f}), so it has no spikes but does not fix them either")],
                           data=data)
         if borderline:
             review = True
@@ -477,7 +397,8 @@ class Training:
             msg = (f"{observed}: the grader's own measurement of every training batch's loss still has "
                    f"{describe(det, spe)}. A spike here is a rise of the running median of "
                    f"{int(params['window'])} batch losses more than {params['rise']:g} above the lowest "
-                   f"epoch-mean loss reached so far, or above ln 4, after learning started (epoch "
+                   f"epoch-mean loss reached so far, or above the untrained loss ({params['ceiling']:.3f}), after "
+                   f"learning started (epoch "
                    f"{det.learning_epoch}). What the notebook plots or prints is not used: smoothing or "
                    f"averaging the plotted curve does not change the training")
             return result(item, [SubResult("all", 0.0, item.points, msg)], message=msg + (
@@ -501,8 +422,9 @@ class Training:
         if not got:
             out.append("the grader could not read the weights before the first training step")
         elif not _same_multiset(got, list(ref_init.values())):
-            out.append("the model does not start from the weights that torch.manual_seed(1) gives in the "
-                       "released notebook: the seed (or the random draws before the model is built) was changed")
+            out.append(f"the model does not start from the weights that {p.get('seed_call', 'the released seed')} "
+                       "gives in the released notebook: the seed (or the random draws before the model is built) "
+                       "was changed")
         first = answer.tensors.get(f"r{run['index']}.input")
         stream = reference_stream(item, ctx)
         if first is None:
@@ -604,10 +526,14 @@ def _replay(item: Item, ctx: JudgeContext, run: dict, answer: Any, steps: list[i
         return "the instrument's record of the parameter shapes is not readable"
     digests = run.get("digests") if type(run.get("digests")) is list else []
     recorded = run.get("loss") if type(run.get("loss")) is list else []
-    key = (p["reference_batches"], str(ctx.reference_dir))
+    limit = int(p.get("batch_pool", 4 * int(p.get("min_epochs", 1)) * int(p["steps_per_epoch"])))
+    key = (p["reference_batches"], str(ctx.reference_dir), limit)
     if key not in _POOLS:
-        limit = int(p.get("batch_pool", 4 * int(p.get("min_epochs", 1)) * int(p["steps_per_epoch"])))
-        _POOLS[key] = BatchPool(resolve(p["reference_batches"], ctx.reference_dir)(), limit)
+        # The whole pool is generated once per machine (the stream is the same for every student).
+        state = reference_cache.cached(f"{p['reference_batches']} pool {limit}", ctx.reference_dir, ctx.cache_dir,
+                                       lambda: BatchPool(resolve(p["reference_batches"], ctx.reference_dir)(),
+                                                         limit).filled().state())
+        _POOLS[key] = BatchPool.from_state(state)
     model = resolve(p["reference_model"], ctx.reference_dir)()
     loss_fn = resolve(p["reference_loss"], ctx.reference_dir)
     after = answer.tensors.get(f"r{run['index']}.after")

@@ -19,7 +19,7 @@ class ClassListError(ValueError):
 
 @dataclass(frozen=True)
 class Student:
-    username: str          # the net id at NYU
+    username: str          # the student's login (the net id)
     org_defined_id: str
     first: str
     last: str

@@ -1,7 +1,7 @@
 """Grades out of records, in the forms LMSs take in: a Brightspace grade-import CSV and
 Gradescope's ``results.json`` per student. Records are the one source; nothing is graded here.
 
-Brightspace (D2L's import format): the id column first (``Username``: the net id at NYU), one ``<Item> Points Grade`` column, ``End-of-Line Indicator`` last with
+Brightspace (D2L's import format): the id column first (``Username``: the student's login, the net id), one ``<Item> Points Grade`` column, ``End-of-Line Indicator`` last with
 ``#`` on every row, and ``#`` before every id, as Brightspace's own exports write them.
 Records without a trustworthy student (unresolved from an LMS download, two records of one
 net id, the grader's own failures) are left out and listed, never guessed.

@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 
-from grader.checks.training import DETECTOR, describe, detect  # noqa: E402
+from grader.checks.spikes import describe, detect  # noqa: E402
 
 CURVES = HERE / "data" / "section8_curves.json"
 RUBRIC = REPO / "rubrics" / "hw2.toml"
@@ -30,7 +30,7 @@ OUT_MD = HERE / "data" / "spike_detector.md"
 def rubric_params() -> tuple[dict, int]:
     items = tomllib.loads(RUBRIC.read_text())["items"]
     item = next(i for i in items if i["id"] == "seq.no_spikes")
-    return {**DETECTOR, **item["params"].get("detector", {})}, int(item["params"]["steps_per_epoch"])
+    return dict(item["params"]["detector"]), int(item["params"]["steps_per_epoch"])
 
 
 def decisions() -> dict:

@@ -216,7 +216,7 @@ CASES: list[ExecCase] = [
               "\"answer\": {\"exists\": true, \"type\": \"int\", \"callable\": false}}'\n"
               "json.dump = lambda obj, fh, **kw: fh.write(fake)\n"
               "builtins.callable = lambda obj: True\n"
-              "sys.modules['hw_probe'] = types.SimpleNamespace(run_plan=lambda *a, **k: None)",), "completed", NONE),
+              "sys.modules['kernel_probe'] = types.SimpleNamespace(run_plan=lambda *a, **k: None)",), "completed", NONE),
     ExecCase("ta06", "tamper", "patches json.dumps, breaking the kernel's own messages",
              (F, ANSWER, "import json\njson.dumps = lambda obj, **kw: '{\"status\": \"ok\"}'", "print(1)"),
              "kernel_died", NONE, ("Jupyter protocol",)),

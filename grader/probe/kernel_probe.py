@@ -422,9 +422,6 @@ def module(action: dict, in_dir: str, out_dir: str) -> None:
     _finish(out_dir, item, answer, pack)
 
 
-_POOL = ("pool",)
-
-
 def structure(action: dict, in_dir: str, out_dir: str) -> None:
     """Build the student's model; count its parameters and components; run it once,
     recording the torch functions it calls and the additions that join two paths of
@@ -628,7 +625,7 @@ def _finish(out_dir: str, item: str, answer: dict, pack: _Pack) -> None:
 
 
 def training(action: dict, in_dir: str, out_dir: str) -> None:
-    """What the training instrumentation (hw_instrument.py, installed before the first cell) saw."""
+    """What the training instrumentation (training_instrument.py, installed before the first cell) saw."""
     inst = getattr(sys.modules.get("_grader_instrument"), "INSTANCE", None)
     if inst is None:
         _write_json(os.path.join(out_dir, str(action["item"]) + ".json"), {"installed": False})
