@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader.cache import load_run
-from grader.execute import NotebookRun
+from grader.run_types import NotebookRun
 from grader.record import to_jsonable, write_atomic
 
 

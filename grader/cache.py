@@ -18,8 +18,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
-from grader.execute import (CellResult, ExecSettings, NotebookRun, ProbeRequest, ProbeResult,
-                            time_limit_entries)
+from grader.execute import time_limit_entries
+from grader.run_types import CellResult, ExecSettings, NotebookRun, ProbeRequest, ProbeResult
 from grader.record import to_jsonable, write_atomic
 
 GRADER = Path(__file__).resolve().parent

@@ -226,7 +226,7 @@ def sandbox_works(rubric, verb: str, settings: GradeSettings) -> bool:
     """Before any student: the canary notebook (a sandbox that does not hold is refused), the
     course's declared packages in the kernel, the device, and the time limits for this machine."""
     from grader.devices import DeviceError, choose
-    from grader.execute import EnvironmentIncomplete, SandboxError, preflight
+    from grader.preflight import EnvironmentIncomplete, SandboxError, preflight
     from grader.runner import exec_settings, time_limits
     try:
         device = choose(settings.device)
@@ -419,7 +419,7 @@ def cmd_environment(args: argparse.Namespace) -> int:
                     return 2
         print("\n".join(seen.values()))
         return 0
-    from grader.execute import SandboxError, preflight
+    from grader.preflight import SandboxError, preflight
     status = 0
     for rubric in rubrics:
         try:

@@ -5,7 +5,8 @@ import pytest
 
 from grader import devices, limits
 from grader.environment import Package, check_packages, parse_packages
-from grader.execute import EnvironmentIncomplete, ExecSettings, preflight
+from grader.execute import ExecSettings
+from grader.preflight import EnvironmentIncomplete, preflight
 from grader.rubric import RubricError, load_rubric
 
 REPO = Path(__file__).resolve().parents[1]

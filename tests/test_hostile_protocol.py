@@ -21,7 +21,7 @@ import nbformat
 import pytest
 
 from grader.batch import grade_batch
-from grader.execute import GRADER_MEMORY_MB, MAX_MESSAGE_MB
+from grader.run_types import GRADER_MEMORY_MB, MAX_MESSAGE_MB
 from grader.rubric import load_rubric
 from grader.runner import GradeSettings
 from hostile.exec_cases import ANSWER, F

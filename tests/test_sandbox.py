@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.execute import ExecSettings, execute_notebook, preflight
+from grader.execute import ExecSettings, execute_notebook
+from grader.preflight import preflight
 from grader.sandbox import REPO_ROOT, Sandbox
 
 FAST = ExecSettings(cell_timeout_s=30, notebook_timeout_s=120)
@@ -165,9 +166,9 @@ def test_kernel_that_cannot_start_is_sandbox_failed(tmp_path, monkeypatch):
 
 
 def test_preflight_refuses_without_bwrap(monkeypatch):
-    import grader.execute as execute
+    import grader.preflight as preflight_module
     from grader.sandbox import SandboxError
-    monkeypatch.setattr(execute, "find_tool", lambda name: None)
+    monkeypatch.setattr(preflight_module, "find_tool", lambda name: None)
     with pytest.raises(SandboxError, match="bwrap"):
         preflight()
 
