@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import dataclasses
 import json
-import os
 import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +22,13 @@ from grader.devices import kernel_env
 from grader.environment import install_code
 from grader.sandbox import KERNEL_NAME, PROBE_MOUNT, Sandbox, SandboxError
 from grader.hidden_cells import run_hidden
-from grader.kernel_client import (MAX_IMAGE_CHARS_TOTAL, MAX_IMAGES_PER_CELL, MEMORY_POLL_S, TEXT_CELLS_BUDGET,
-                                  BoundedClient, cell_label, cell_source, clean_reply, short_text, trim_traceback)
-from grader.run_types import CellResult, ExecSettings, NotebookRun, ProbeRequest, ProbeResult
+from grader.kernel_client import (MAX_IMAGE_CHARS_TOTAL, MAX_IMAGES_PER_CELL, MEMORY_POLL_S, TEXT_CELLS_BUDGET, BoundedClient, cell_source, clean_reply, short_text, trim_traceback)
+from grader.kernel_files import DISK_POLL_S, clear_dir, copy_probe_answers, watch_disk
+from grader.run_outcome import outcome
+from grader.run_types import CellResult, ExecSettings, NotebookRun, ProbeRequest, ProbeResult, RunState
 from grader.selfcheck import failed_self_check
 
 MAX_KEPT_TRACEBACKS = 20             # error cells whose traceback goes into the record
-DISK_POLL_S = 0.1
-# All the probe's answers of one notebook (a training's weights before every step: up to 128 MB).
-PROBE_OUT_MAX_BYTES = 256 << 20
 HIDDEN_CELLS_S = 300                 # kernel start, sandbox check, environment and prelude, at most
 
 __all__ = ["ExecSettings", "CellResult", "ProbeRequest", "ProbeResult", "NotebookRun",
@@ -41,110 +36,7 @@ __all__ = ["ExecSettings", "CellResult", "ProbeRequest", "ProbeResult", "Noteboo
 
 # ---------------------------------------------------------------- the run
 
-@dataclass
-class _State:
-    nb: nbformat.NotebookNode
-    cells: list[CellResult]
-    current: int | None = None
-    current_started: float = 0.0
-    outcome: str | None = None          # "timeout" | "kernel_died" | "sandbox_failed" | "notebook_timeout"
-    detail: str = ""
-    canary: str = ""
-    probe: ProbeResult | None = None
-    km: Any = None
-    why_stopped: str = ""               # why the grader stopped a kernel it found misbehaving
-    prelude: str | None = None          # grader code run hidden before the first cell
-    prelude_status: str = ""
-    before: dict = dataclasses.field(default_factory=dict)   # cell index -> hidden grader code run just before it
-    stop: Any = None                    # asyncio.Event set by SIGINT/SIGTERM: staff stopped the grader
-    interrupted: bool = False
-    timed_out: list[tuple[int, str]] = dataclasses.field(default_factory=list)   # (cell, "cell" | "notebook") interrupted at a limit
-    notebook_limit_hit: bool = False    # the notebook's own limit ended the cells
-    violation: str = ""                 # how the kernel broke the limits on its messages (the kernel was stopped)
-    violation_cell: int | None = None   # the cell running when it did
-
-
-def _copy_out(src: Path, dst: Path) -> None:
-    """Copy regular files the probe wrote, never following links the kernel may have planted."""
-    budget = PROBE_OUT_MAX_BYTES
-    dst.mkdir(parents=True, exist_ok=True)
-    for root, _dirs, files in os.walk(src, followlinks=False):
-        rel = Path(root).relative_to(src)
-        for name in files:
-            path = Path(root) / name
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            except OSError:
-                continue
-            with os.fdopen(fd, "rb") as f:
-                if not os.path.isfile(f"/proc/self/fd/{f.fileno()}") or os.fstat(f.fileno()).st_size > budget:
-                    continue
-                (dst / rel).mkdir(parents=True, exist_ok=True)
-                target = dst / rel / name
-                copied = 0
-                with open(target, "wb") as out:
-                    # In blocks, so the grader holds at most one block of a large answer.
-                    for block in iter(lambda: f.read(min(1 << 20, budget - copied + 1)), b""):
-                        copied += len(block)
-                        if copied > budget:
-                            break
-                        out.write(block)
-                if copied > budget:       # grew while being read: not an answer
-                    target.unlink()
-                    continue
-                budget -= copied
-
-
-def _disk_usage(roots: list[Path], max_entries: int) -> tuple[int, int]:
-    """(bytes used, entries) under roots, links not followed; stops past max_entries."""
-    used = entries = 0
-    stack = [str(r) for r in roots]
-    while stack and entries <= max_entries:
-        try:
-            with os.scandir(stack.pop()) as it:
-                for entry in it:
-                    entries += 1
-                    try:
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    # Delayed allocation leaves st_blocks behind freshly written data for a
-                    # while; the size is what the kernel has written, so count the larger.
-                    used += max(st.st_blocks * 512, st.st_size if entry.is_file(follow_symlinks=False) else 0)
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-        except OSError:
-            continue
-    return used, entries
-
-
-async def _watch_disk(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: Path) -> None:
-    """RLIMIT_FSIZE caps one file; this caps what the kernel writes to host disk in total
-    (work folder, probe output, connection folder), polled, by killing the kernel."""
-    roots = [workdir, sbx.stage_out, sbx.conn_dir]
-    limit = settings.disk_mb << 20
-    while True:
-        await asyncio.sleep(DISK_POLL_S)
-        used, entries = await asyncio.to_thread(_disk_usage, roots, settings.max_files)
-        if used > limit or entries > settings.max_files:
-            state.why_stopped = (f"it wrote more than the {settings.disk_mb} MiB allowed on disk" if used > limit
-                          else f"it created more than the {settings.max_files} files allowed")
-            await asyncio.to_thread(sbx.kill_all, 5.0)
-            return
-
-
-def _clear_dir(path: Path) -> None:
-    for entry in list(path.iterdir()):
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            try:
-                entry.unlink()
-            except OSError:
-                pass
-
-
-async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: Path,
+async def _drive(state: RunState, sbx: Sandbox, settings: ExecSettings, workdir: Path,
                  probe: ProbeRequest | None) -> None:
     nb = state.nb
     ksm = KernelSpecManager(kernel_dirs=sbx.kernel_dirs)
@@ -187,7 +79,7 @@ async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: P
                 f"; launcher said: {short_text(log, 400)}" if log else "")
             return
         _own_signals(state)  # nbclient's setup just replaced them
-        watchdog = asyncio.ensure_future(_watch_disk(state, sbx, settings, workdir))
+        watchdog = asyncio.ensure_future(watch_disk(state, sbx, settings, workdir))
         try:
             proc = getattr(km.provisioner, "process", None)
             await asyncio.to_thread(sbx.note_started, getattr(proc, "pid", None))
@@ -280,11 +172,11 @@ async def _drive(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: P
         await _shutdown(km)
 
 
-async def _run_probe(state: _State, client: NotebookClient, sbx: Sandbox,
+async def _run_probe(state: RunState, client: NotebookClient, sbx: Sandbox,
                      settings: ExecSettings, probe: ProbeRequest) -> None:
     t0 = time.monotonic()
     # Inputs appear only now, so student cells never saw them; outputs start empty.
-    _clear_dir(sbx.stage_out)
+    clear_dir(sbx.stage_out)
     if probe.in_dir and Path(probe.in_dir).is_dir():
         shutil.copytree(probe.in_dir, sbx.stage_in, dirs_exist_ok=True)
     code = (f"import sys as _gsys\nif {PROBE_MOUNT!r} not in _gsys.path:\n"
@@ -300,7 +192,7 @@ async def _run_probe(state: _State, client: NotebookClient, sbx: Sandbox,
         error = "the kernel died while the probe ran"
         status = "error"
     state.probe = ProbeResult(status=status, seconds=time.monotonic() - t0, error=error)
-    _copy_out(sbx.stage_out, Path(probe.out_dir))
+    copy_probe_answers(sbx.stage_out, Path(probe.out_dir))
 
 
 async def _shutdown(km: AsyncKernelManager) -> None:
@@ -315,7 +207,7 @@ async def _shutdown(km: AsyncKernelManager) -> None:
         pass
 
 
-def _own_signals(state: _State) -> None:
+def _own_signals(state: RunState) -> None:
     """SIGINT/SIGTERM stop the run (nbclient's own handlers only schedule a cleanup of
     kernels it owns, so without this a Ctrl-C of the grader would be swallowed)."""
     loop = asyncio.get_running_loop()
@@ -326,7 +218,7 @@ def _own_signals(state: _State) -> None:
             pass  # not the main thread: the caller's own handling applies
 
 
-async def _main(state: _State, sbx: Sandbox, settings: ExecSettings, workdir: Path,
+async def _main(state: RunState, sbx: Sandbox, settings: ExecSettings, workdir: Path,
                 probe: ProbeRequest | None) -> None:
     state.stop = asyncio.Event()
     _own_signals(state)
@@ -392,68 +284,6 @@ def _run_coroutine(coro: Any) -> None:
         raise err[0]
 
 
-def _finish(state: _State, settings: ExecSettings, sbx: Sandbox | None) -> tuple[str, str, int | None]:
-    nb, cells = state.nb, state.cells
-    by_index = {c.index: c for c in cells}
-    if state.outcome == "sandbox_failed":
-        return "sandbox_failed", f"The notebook was not run: {state.detail}.", None
-    if state.violation:
-        idx = state.violation_cell
-        where = f"while {cell_label(nb, idx)} ran" if idx is not None else "while the grader's own code ran"
-        return ("protocol_violation", f"{state.violation[0].upper()}{state.violation[1:]} {where}: the grader "
-                "does not accept that, so it stopped the kernel, and the later cells and the checks were not run.",
-                idx)
-    if state.outcome == "notebook_timeout":
-        idx = state.current
-        if idx is not None:
-            c = by_index[idx]
-            c.status, c.seconds = "timeout", time.monotonic() - state.current_started
-            where = f"while {cell_label(nb, idx)} was running"
-        else:
-            where = "after the last cell (while the checks ran)"
-        return ("timeout", f"The kernel stopped answering {where} and was stopped after the notebook's "
-                f"{settings.notebook_timeout_s:g} s limit; later cells were not run.", idx)
-    if state.outcome == "timeout":
-        idx = state.current
-        return ("timeout", f"{cell_label(nb, idx)} ran longer than the {settings.cell_timeout_s:g} s "
-                "limit per cell and did not stop when interrupted, so the kernel was stopped; later "
-                "cells were not run.", idx)
-    if state.timed_out or state.notebook_limit_hit:
-        bits = [f"{cell_label(nb, idx)} was interrupted when the notebook reached its "
-                f"{settings.notebook_timeout_s:g} s limit" if which == "notebook" else
-                f"{cell_label(nb, idx)} reached the {settings.cell_timeout_s:g} s limit per cell and "
-                "was interrupted" for idx, which in state.timed_out]
-        skipped = sum(1 for c in cells if c.status == "not_run")
-        if state.notebook_limit_hit:
-            if not state.timed_out:
-                bits.append(f"the notebook reached its {settings.notebook_timeout_s:g} s limit")
-            bits.append(f"the {skipped} code cell(s) after that were not run")
-        else:
-            bits.append("the cells after it still ran")
-        first = state.timed_out[0][0] if state.timed_out else next(
-            (c.index for c in cells if c.status == "not_run"), None)
-        text = "; ".join(bits)
-        return "timeout", text[0].upper() + text[1:] + ".", first
-    if state.outcome == "kernel_died" and state.why_stopped:
-        where = cell_label(nb, state.current) if state.current is not None else "the grader's checks"
-        return ("kernel_died", f"The Python kernel was stopped while running {where}: "
-                f"{state.why_stopped}; later cells were not run.", state.current)
-    if state.outcome == "kernel_died":
-        idx = state.current
-        oom = sbx is not None and sbx.oom_kills() > 0
-        why = (f"it ran out of memory (limit {settings.memory_mb} MiB)" if oom else
-               "most often this means it ran out of memory, crashed, or exceeded the CPU time limit")
-        return ("kernel_died", f"The Python kernel died while running {cell_label(nb, idx)}: {why}; "
-                "later cells were not run.", idx)
-    errors = [c for c in cells if c.status == "error"]
-    if errors:
-        first = errors[0]
-        more = f" ({len(errors) - 1} more cells raised errors)" if len(errors) > 1 else ""
-        return ("errors", f"{cell_label(nb, first.index)} raised {first.error_name}: "
-                f"{short_text(first.error_value, 200)}{more}.", first.index)
-    return "completed", f"All {len(cells)} code cells ran without errors.", None
-
-
 def _write_executed(nb: nbformat.NotebookNode, nb_path: Path, workdir: Path) -> Path | None:
     out_dir = workdir.resolve().parent / "executed"
     try:
@@ -513,7 +343,7 @@ def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
-    state = _State(nb=nb, cells=[CellResult(i, "not_run", 0.0) for i, c in enumerate(nb.cells)
+    state = RunState(nb=nb, cells=[CellResult(i, "not_run", 0.0) for i, c in enumerate(nb.cells)
                                  if c.cell_type == "code"], prelude=prelude, before=dict(before_cells or {}))
     limits: dict[str, str] = {}
     sbx: Sandbox | None = None
@@ -553,13 +383,13 @@ def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
             if state.interrupted:
                 sbx.kill_all()
                 raise KeyboardInterrupt("grading was stopped (SIGINT or SIGTERM)")
-            status, message, first = _finish(state, settings, sbx)
+            status, message, first = outcome(state, settings, sbx)
             left = sbx.kill_all()
             if left:
                 limits["leftover_processes"] = ", ".join(map(str, sorted(left)))
     except SandboxError as e:
         state.outcome, state.detail = "sandbox_failed", str(e)
-        status, message, first = _finish(state, settings, None)
+        status, message, first = outcome(state, settings, None)
     if state.canary:
         limits["sandbox_check"] = state.canary
     if state.prelude_status:

@@ -1,8 +1,12 @@
 """What a notebook run is given (its settings, a probe request) and what it gives back."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import nbformat
 
 
 # What the kernel sends the grader: the default size of one message (frame), checked by ZMQ
@@ -78,3 +82,27 @@ class NotebookRun:
 
     def executable(self) -> bool:
         return self.status == "completed"
+
+
+@dataclass
+class RunState:
+    """What one run of a notebook has found so far (the driver's, the client's and the probe's)."""
+    nb: nbformat.NotebookNode
+    cells: list[CellResult]
+    current: int | None = None
+    current_started: float = 0.0
+    outcome: str | None = None          # "timeout" | "kernel_died" | "sandbox_failed" | "notebook_timeout"
+    detail: str = ""
+    canary: str = ""
+    probe: ProbeResult | None = None
+    km: Any = None
+    why_stopped: str = ""               # why the grader stopped a kernel it found misbehaving
+    prelude: str | None = None          # grader code run hidden before the first cell
+    prelude_status: str = ""
+    before: dict = dataclasses.field(default_factory=dict)   # cell index -> hidden grader code run just before it
+    stop: Any = None                    # asyncio.Event set by SIGINT/SIGTERM: staff stopped the grader
+    interrupted: bool = False
+    timed_out: list[tuple[int, str]] = dataclasses.field(default_factory=list)   # (cell, "cell" | "notebook") interrupted at a limit
+    notebook_limit_hit: bool = False    # the notebook's own limit ended the cells
+    violation: str = ""                 # how the kernel broke the limits on its messages (the kernel was stopped)
+    violation_cell: int | None = None   # the cell running when it did
