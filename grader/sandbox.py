@@ -11,24 +11,23 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shlex
 import shutil
 import signal
 import socket
 import stat
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from secrets import token_hex
 
-SANDBOX_UID = 65534
-SANDBOX_HOSTNAME = "sandbox"
-WORK_MOUNT = "/home/student/work"
+from grader import canary, procs
+from grader.canary import SANDBOX_HOSTNAME, SANDBOX_UID, WORK_MOUNT
+from grader.procs import CPU_PERIOD_US
+from grader.sandbox_output import OUTPUT_HEAD_BYTES, OUTPUT_TAIL_BYTES, KernelOutput
+
 PROBE_MOUNT = "/grader/probe"
 IN_MOUNT = "/grader/in"
 OUT_MOUNT = "/grader/out"
@@ -38,15 +37,8 @@ ENV_DIR = Path(__file__).resolve().parent / "kernel_env"     # the course enviro
 ENV_MOUNT = "/grader/env"
 COLAB_CWD = "/content"          # Colab's working folder: absolute /content/... paths reach the work folder
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CANARY_MARK = "__GRADER_CANARY__"
 # Inside an ipykernel, RLIMIT_AS below ~2 GiB breaks `import torch` (measured).
 MIN_AS_MIB = 2048
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-CPU_PERIOD_US = 100_000        # cgroup v1 cpu.cfs_period_us; the quota is threads x this
-# The kernel's own stdout/stderr (launcher and bwrap messages, raw writes to fd 1/2) go to a
-# pipe the grader drains: it keeps this much of the start and of the end, and drops the rest.
-OUTPUT_HEAD_BYTES = 4 << 10
-OUTPUT_TAIL_BYTES = 16 << 10
 # /dev inside the sandbox: bwrap's --dev nodes, then read-only; /dev/shm is a capped tmpfs.
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 
@@ -70,140 +62,6 @@ def find_tool(name: str) -> str | None:
 
 def _mib(n_bytes: int) -> int:
     return n_bytes >> 20
-
-
-# ---------------------------------------------------------------- cgroups v1
-
-def _own_v1_group(controller: str) -> Path | None:
-    """Directory of this process's cgroup v1 group for `controller`, if writable."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3 or controller not in parts[1].split(","):
-            continue
-        base = CGROUP_ROOT / controller
-        if not base.is_dir():
-            return None
-        path = base / parts[2].lstrip("/")
-        if path.is_dir() and os.access(path, os.W_OK):
-            return path
-    return None
-
-
-def _remove_stale(parent: Path) -> None:
-    """Remove empty groups left behind by a grader that was killed (its pid is gone)."""
-    for group in parent.glob("grader_*_*"):
-        pid = group.name.split("_")[1]
-        if pid.isdigit() and not os.path.exists(f"/proc/{pid}") and not _cgroup_pids(group):
-            try:
-                group.rmdir()
-            except OSError:
-                pass
-
-
-def _make_child(parent: Path | None, name: str, settings: dict[str, str]) -> Path | None:
-    if parent is None:
-        return None
-    _remove_stale(parent)
-    child = parent / name
-    try:
-        child.mkdir()
-    except OSError:
-        return None
-    try:
-        for key, value in settings.items():
-            target = child / key
-            if target.exists():
-                target.write_text(value)
-            elif not key.startswith("memory.memsw"):
-                raise OSError(f"{target} missing")
-        return child
-    except OSError:
-        _remove_cgroup(child)
-        return None
-
-
-def _cpu_quota(parent: Path | None, threads: int) -> int:
-    """cpu.cfs_quota_us for ``threads`` cores per CPU_PERIOD_US, no more than the parent group
-    allows (cgroup v1 refuses a child quota above its parent's)."""
-    quota = threads * CPU_PERIOD_US
-    try:
-        p_quota = int((parent / "cpu.cfs_quota_us").read_text()) if parent else -1
-        p_period = int((parent / "cpu.cfs_period_us").read_text()) if parent else 0
-    except (OSError, ValueError):
-        return quota
-    if p_quota > 0 and p_period > 0:
-        quota = min(quota, max(1000, p_quota * CPU_PERIOD_US // p_period))
-    return quota
-
-
-def _cgroup_pids(group: Path | None) -> set[int]:
-    if group is None:
-        return set()
-    try:
-        return {int(x) for x in (group / "cgroup.procs").read_text().split()}
-    except (OSError, ValueError):
-        return set()
-
-
-def _remove_cgroup(group: Path | None) -> bool:
-    if group is None:
-        return True
-    for _ in range(50):
-        try:
-            group.rmdir()
-            return True
-        except FileNotFoundError:
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-# ---------------------------------------------------------------- processes
-
-def _proc_state(pid: int) -> str | None:
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat_line.rsplit(")", 1)[-1].split()[0]
-
-
-def _children_of(pid: int) -> list[int]:
-    return [int(e) for e in os.listdir("/proc") if e.isdigit() and _parent_of(int(e)) == pid]
-
-
-def _parent_of(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("PPid:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _pid_ns(pid: int) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/pid")
-    except OSError:
-        return None
-
-
-def _members_of_ns(ns: str) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and _pid_ns(int(entry)) == ns:
-            found.add(int(entry))
-    return found
-
-
-def _alive(pids: set[int]) -> set[int]:
-    return {p for p in pids if _proc_state(p) not in (None, "Z", "X")}
 
 
 # ---------------------------------------------------------------- sandbox
@@ -239,14 +97,7 @@ class Sandbox:
     _outer_pid: int | None = field(init=False, default=None)
     _ns: str | None = field(init=False, default=None)
     _listener: socket.socket | None = field(init=False, default=None)
-    _out_r: int | None = field(init=False, default=None)
-    _out_w: int | None = field(init=False, default=None)
-    _out_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
-    _out_stop: threading.Event = field(init=False, default_factory=threading.Event)
-    _out_thread: threading.Thread | None = field(init=False, default=None)
-    _out_head: bytearray = field(init=False, default_factory=bytearray)
-    _out_tail: bytearray = field(init=False, default_factory=bytearray)
-    output_bytes: int = field(init=False, default=0)     # all the kernel wrote to its stdout/stderr
+    output: KernelOutput = field(init=False, default_factory=KernelOutput)   # the kernel's stdout/stderr
 
     # -- setup / teardown
 
@@ -265,7 +116,7 @@ class Sandbox:
             for d in (self.conn_dir, self.spec_dir / KERNEL_NAME, self.stage_in, self.stage_out):
                 d.mkdir(parents=True)
             self.launcher = self.spec_dir / "launch"
-            self._open_output_pipe()
+            self.output.open()
             self._setup_cgroups()
             self._write_launcher(bwrap, prlimit)
             self._write_kernelspec()
@@ -280,14 +131,14 @@ class Sandbox:
     def _setup_cgroups(self) -> None:
         name = f"grader_{os.getpid()}_{token_hex(4)}"
         limit = str(self.memory_mb << 20)
-        self.mem_cg = _make_child(_own_v1_group("memory"), name, {
+        self.mem_cg = procs.make_child(procs.own_v1_group("memory"), name, {
             "memory.limit_in_bytes": limit, "memory.memsw.limit_in_bytes": limit})
-        self.pids_cg = _make_child(_own_v1_group("pids"), name, {"pids.max": str(self.pids_max)})
+        self.pids_cg = procs.make_child(procs.own_v1_group("pids"), name, {"pids.max": str(self.pids_max)})
         quota = None
         if self.threads > 0:
-            cpu_parent = _own_v1_group("cpu")
-            quota = _cpu_quota(cpu_parent, self.threads)
-            self.cpu_cg = _make_child(cpu_parent, name, {
+            cpu_parent = procs.own_v1_group("cpu")
+            quota = procs.cpu_quota(cpu_parent, self.threads)
+            self.cpu_cg = procs.make_child(cpu_parent, name, {
                 "cpu.cfs_period_us": str(CPU_PERIOD_US), "cpu.cfs_quota_us": str(quota)})
         if self.mem_cg is not None:
             self.as_mib = None
@@ -436,7 +287,7 @@ class Sandbox:
             if group is not None:
                 join += f"echo $$ > {shlex.quote(str(group / 'cgroup.procs'))}\n"
         stat_tool = shlex.quote(find_tool("stat") or "/usr/bin/stat")
-        pipe = os.fstat(self._out_w).st_ino if self._out_w is not None else -1
+        pipe = os.fstat(self.output.write_end).st_ino if self.output.write_end is not None else -1
         script = (
             "#!/bin/sh\n"
             "# Starts one sandboxed ipykernel; argv: {connection_file} [kernel args]\n"
@@ -477,75 +328,19 @@ class Sandbox:
 
     def launch_io(self) -> dict:
         """Popen arguments for the launcher: no stdin, stdout and stderr into the drained pipe."""
-        return {"stdin": subprocess.DEVNULL, "stdout": self._out_w, "stderr": self._out_w}
-
-    def _open_output_pipe(self) -> None:
-        self._out_r, self._out_w = os.pipe()      # both non-inheritable; Popen dup2s the write end
-        os.set_blocking(self._out_r, False)
-        self._out_thread = threading.Thread(target=self._drain_output, name="sandbox-output", daemon=True)
-        self._out_thread.start()
-
-    def _drain_output(self) -> None:
-        poller = select.poll()
-        poller.register(self._out_r, select.POLLIN)
-        while not self._out_stop.is_set():
-            try:
-                ready = poller.poll(200)
-            except OSError:
-                return
-            if ready and not self._read_output():
-                return
-
-    def _read_output(self, max_chunks: int = 64) -> bool:
-        """Read what the pipe holds (bounded per call); False at end of file or once closed."""
-        with self._out_lock:
-            if self._out_r is None:
-                return False
-            for _ in range(max_chunks):
-                try:
-                    chunk = os.read(self._out_r, 1 << 16)
-                except BlockingIOError:
-                    return True
-                except OSError:
-                    return False
-                if not chunk:
-                    return False
-                self.output_bytes += len(chunk)
-                room = OUTPUT_HEAD_BYTES - len(self._out_head)
-                if room > 0:
-                    self._out_head += chunk[:room]
-                    chunk = chunk[room:]
-                if chunk:
-                    self._out_tail += chunk
-                    del self._out_tail[:-OUTPUT_TAIL_BYTES]
-            return True
+        return self.output.launch_io()
 
     def kernel_started(self) -> None:
         """The launcher has the pipe now: the grader's copy of its write end is not needed."""
-        with self._out_lock:
-            if self._out_w is not None:
-                os.close(self._out_w)
-                self._out_w = None
-
-    def _close_output(self) -> None:
-        self.kernel_started()
-        self._out_stop.set()
-        if self._out_thread is not None:
-            self._out_thread.join(2)
-        self._read_output()
-        with self._out_lock:
-            if self._out_r is not None:
-                os.close(self._out_r)
-                self._out_r = None
+        self.output.kernel_started()
 
     def launch_log(self, limit: int = 2000) -> str:
         """The end of what the launcher, bwrap and the kernel wrote to stdout/stderr."""
-        self._read_output()
-        with self._out_lock:
-            dropped = self.output_bytes - len(self._out_head) - len(self._out_tail)
-            data = bytes(self._out_head) + (f"\n[{dropped} bytes not kept]\n".encode() if dropped > 0 else b"")
-            data += bytes(self._out_tail)
-        return data[-limit:].decode("utf-8", "replace").strip()
+        return self.output.log(limit)
+
+    @property
+    def output_bytes(self) -> int:
+        return self.output.total
 
     # -- the canary
 
@@ -583,44 +378,10 @@ class Sandbox:
         return out
 
     def canary_code(self, port: int) -> str:
-        return CANARY_TEMPLATE.format(sentinels=json.dumps(self.sentinels()), port=port,
-                                      mark=CANARY_MARK)
+        return canary.code(self.sentinels(), port)
 
     def check_canary(self, stdout: str) -> tuple[bool, str, dict]:
-        report: dict = {}
-        for line in stdout.splitlines():
-            if line.startswith(CANARY_MARK):
-                try:
-                    report = json.loads(line[len(CANARY_MARK):])
-                except ValueError:
-                    report = {}
-        problems = []
-        if not report:
-            problems.append("no sandbox report from the kernel")
-        else:
-            if report.get("uid") != SANDBOX_UID:
-                problems.append(f"uid is {report.get('uid')}, not {SANDBOX_UID}")
-            if report.get("cap_eff") is None or int(report["cap_eff"], 16) != 0:
-                problems.append(f"capabilities present (CapEff {report.get('cap_eff')})")
-            if report.get("visible"):
-                problems.append(f"host paths visible: {', '.join(report['visible'])}")
-            if report.get("tcp_host_listener") is not False:
-                problems.append("a TCP connection to a host listener succeeded")
-            if report.get("hostname") != SANDBOX_HOSTNAME:
-                problems.append(f"hostname is {report.get('hostname')!r}")
-            if report.get("cwd") != WORK_MOUNT:
-                problems.append(f"cwd is {report.get('cwd')!r}")
-            if report.get("writable") != []:
-                problems.append(f"writable outside its folders: {', '.join(report.get('writable') or ['?'])}")
-            if report.get("host_fds") != []:
-                problems.append(f"host descriptors open: {', '.join((report.get('host_fds') or ['?'])[:5])}")
-        if self.listener_was_reached():
-            problems.append("the host listener accepted a connection from the kernel")
-        if problems:
-            return False, "; ".join(problems), report
-        return True, (f"passed: uid {report['uid']}, CapEff {report['cap_eff']}, "
-                      f"{len(self.sentinels())} host paths hidden, host TCP unreachable, "
-                      "/ and /dev read-only, no host descriptors"), report
+        return canary.check(stdout, len(self.sentinels()), self.listener_was_reached())
 
     # -- processes
 
@@ -630,23 +391,23 @@ class Sandbox:
         self.kernel_started()
         if outer_pid is None:
             return
-        own = _pid_ns(os.getpid())
+        own = procs.pid_ns(os.getpid())
         for _ in range(40):
-            for child in _children_of(outer_pid):
-                ns = _pid_ns(child)
+            for child in procs.children_of(outer_pid):
+                ns = procs.pid_ns(child)
                 if ns and ns != own:
                     self._ns = ns
                     return
             time.sleep(0.05)
 
     def members(self) -> set[int]:
-        pids = _cgroup_pids(self.pids_cg) | _cgroup_pids(self.mem_cg) | _cgroup_pids(self.cpu_cg)
+        pids = procs.cgroup_pids(self.pids_cg) | procs.cgroup_pids(self.mem_cg) | procs.cgroup_pids(self.cpu_cg)
         if self._ns is not None:
-            pids |= _members_of_ns(self._ns)
-        if self._outer_pid is not None and _parent_of(self._outer_pid) == os.getpid():
+            pids |= procs.members_of_ns(self._ns)
+        if self._outer_pid is not None and procs.parent_of(self._outer_pid) == os.getpid():
             pids.add(self._outer_pid)
         pids.discard(os.getpid())
-        return _alive(pids)
+        return procs.alive(pids)
 
     def kill_all(self, wait_s: float = 15.0) -> set[int]:
         """SIGKILL every process of the sandbox and wait until none is left."""
@@ -679,56 +440,11 @@ class Sandbox:
             self._listener.close()
             self._listener = None
         if not left:
-            _remove_cgroup(self.pids_cg)
-            _remove_cgroup(self.mem_cg)
-            _remove_cgroup(self.cpu_cg)
-        self._close_output()
+            procs.remove_cgroup(self.pids_cg)
+            procs.remove_cgroup(self.mem_cg)
+            procs.remove_cgroup(self.cpu_cg)
+        self.output.close()
         if hasattr(self, "private"):
             shutil.rmtree(self.private, ignore_errors=True)
 
 
-CANARY_TEMPLATE = r'''
-def _grader_canary():
-    import json, os, socket
-    r = {{"uid": os.getuid(), "gid": os.getgid(), "hostname": socket.gethostname(),
-          "cwd": os.getcwd(), "cap_eff": None}}
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("CapEff:"):
-                r["cap_eff"] = line.split()[1]
-    r["visible"] = [p for p in {sentinels} if os.path.lexists(p)]
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(2)
-    try:
-        s.connect(("127.0.0.1", {port}))
-        r["tcp_host_listener"] = True
-    except OSError:
-        r["tcp_host_listener"] = False
-    finally:
-        s.close()
-    # bwrap's own tmpfs for / and /dev must be read-only mounts (the work folder, /tmp and
-    # /dev/shm are mounts of their own).
-    r["writable"] = [d for d in ("/", "/dev", "/etc") if not os.statvfs(d).f_flag & os.ST_RDONLY]
-    # Every descriptor is a pipe, a socket, an anonymous inode or a file the sandbox itself
-    # shows at that path; one that names anything else came in from the host.
-    r["host_fds"] = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink("/proc/self/fd/" + fd)
-        except OSError:
-            continue                    # the listing's own descriptor, already closed
-        if not target.startswith("/"):
-            if target.split(":")[0] not in ("pipe", "socket", "anon_inode"):
-                r["host_fds"].append(fd + " " + target)
-            continue
-        try:
-            a, b = os.stat(target), os.fstat(int(fd))
-            same = (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-        except OSError:
-            same = False
-        if not same:
-            r["host_fds"].append(fd + " " + target)
-    print("{mark}" + json.dumps(r))
-_grader_canary()
-del _grader_canary
-'''

@@ -136,8 +136,8 @@ def test_memory_hog_is_stopped_and_grader_survives(tmp_path):
 
 
 def test_memory_fallback_without_cgroups_gives_memory_error_and_torch_still_imports(tmp_path, monkeypatch):
-    import grader.sandbox as sandbox
-    monkeypatch.setattr(sandbox, "_own_v1_group", lambda controller: None)
+    import grader.procs as procs
+    monkeypatch.setattr(procs, "own_v1_group", lambda controller: None)
     settings = ExecSettings(cell_timeout_s=60, notebook_timeout_s=120, memory_mb=1536)
     hog = ("chunks = []\ntry:\n    for i in range(64):\n"
            "        chunks.append(bytearray(b'\\x01') * (64 << 20))\nfinally:\n    n = len(chunks)\n    chunks = None")

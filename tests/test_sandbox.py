@@ -303,9 +303,9 @@ def test_cpu_group_matches_threads_and_is_removed(tmp_path):
 
 
 def test_cpu_quota_falls_back_and_says_so(tmp_path, monkeypatch):
-    import grader.sandbox as sandbox
-    real = sandbox._own_v1_group
-    monkeypatch.setattr(sandbox, "_own_v1_group", lambda c: None if c == "cpu" else real(c))
+    import grader.procs as procs
+    real = procs.own_v1_group
+    monkeypatch.setattr(procs, "own_v1_group", lambda c: None if c == "cpu" else real(c))
     with Sandbox(workdir=tmp_path, memory_mb=2048, pids_max=64, tmp_mb=64, fsize_mb=64, cpu_s=60) as sbx:
         assert sbx.cpu_cg is None
         assert sbx.limits["cpu_quota"].startswith("none (no writable cgroup v1 cpu controller)")
