@@ -31,19 +31,18 @@ Decisions (the 10% naming penalty is ``IntakeResult.naming_penalty``):
 from __future__ import annotations
 
 import fnmatch
-import json
-import logging
 import os
 import re
-import stat
 import tempfile
 import zipfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
+from grader.file_checks import CHECKS, short_error, sniff
+from grader.intake_names import (ASSIGNMENT_TOKEN, canon, ext_of, netid_from_filename, split_ext,
+                                 stem_variants)
 from grader.lms.names import original_name
+from grader.zip_members import Member, decode_name, normalize, shown_name, unsafe_reason
 
 __all__ = ["IntakePolicy", "IntakeResult", "intake", "netid_from_filename"]
 
@@ -51,7 +50,6 @@ _MIB = 2**20
 # Compression ratio is only meaningful for members big enough to hurt.
 _RATIO_MIN_BYTES = 1 * _MIB
 _CHUNK = 64 * 1024
-_MAX_SHOWN = 80  # longest member name quoted in a message
 
 _DEFAULT_IGNORE = (
     "__MACOSX/*",
@@ -113,274 +111,6 @@ class IntakeResult:
         return {k: v for k, v in self.files.items() if k not in self.problems}
 
 
-# --------------------------------------------------------------------------- zip name
-
-_ASSIGNMENT_TOKEN = re.compile(r"(?:hw|lab|ps|homework)\d{1,2}")
-
-
-def _sanitize(stem: str) -> str:
-    s = re.sub(r"[^a-z0-9._-]+", "_", stem.lower()).strip("._-")
-    return s[:64] or "unknown"
-
-
-def netid_from_filename(name: str, pattern: str) -> tuple[str, bool]:
-    """(net_id, name_is_correct) for a submitted zip's file name.
-
-    Correct means exactly ``<net id>.zip`` once an LMS prefix is removed. Otherwise the
-    net id is the first token matching ``pattern`` (tokens that look like an assignment's
-    name, ``lab3`` or ``ps2``, lose to any other match and never count as correct), lowercased, else
-    the sanitized stem.
-    """
-    orig = original_name(PurePosixPath(name.replace("\\", "/")).name)
-    rx = re.compile(pattern)
-    if orig.endswith(".zip") and rx.fullmatch(orig[:-4]) and not _ASSIGNMENT_TOKEN.fullmatch(orig[:-4]):
-        return orig[:-4], True
-    stem = orig[:-4] if orig.lower().endswith(".zip") else orig
-    tokens = [t for t in re.split(r"[^a-z0-9]+", stem.lower()) if t]
-    hits = [t for t in tokens if rx.fullmatch(t)]
-    if not hits:
-        hits = [m.group(0) for t in tokens if (m := rx.search(t))]
-    if hits:
-        preferred = [t for t in hits if not _ASSIGNMENT_TOKEN.fullmatch(t)]
-        return (preferred or hits)[0], False
-    return _sanitize(stem), False
-
-
-# --------------------------------------------------------------------------- members
-
-
-@dataclass
-class _Member:
-    info: zipfile.ZipInfo
-    name: str  # decoded, backslashes turned into '/'
-    path: str  # normalized relative path (wrapper folder removed later)
-
-
-def _show(name: str) -> str:
-    s = name if len(name) <= _MAX_SHOWN else name[: _MAX_SHOWN - 3] + "..."
-    return repr(s)
-
-
-def _decode_name(info: zipfile.ZipInfo) -> tuple[str, bool]:
-    """(name, was_valid_utf8). Unflagged names that are valid UTF-8 are read as UTF-8."""
-    name = info.orig_filename
-    if info.flag_bits & 0x800:
-        return name, True
-    try:
-        raw = name.encode("cp437")
-    except UnicodeEncodeError:  # set by a caller-supplied metadata_encoding
-        return name, True
-    try:
-        return raw.decode("utf-8"), True
-    except UnicodeDecodeError:
-        return name, False
-
-
-def _unsafe_reason(info: zipfile.ZipInfo, name: str) -> str | None:
-    mode = info.external_attr >> 16
-    kind = stat.S_IFMT(mode)
-    if kind == stat.S_IFLNK:
-        return "is a symbolic link"
-    if kind in (stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK):
-        return "is a device or pipe, not a file"
-    if "\x00" in name:
-        return "has a NUL byte in its name"
-    if name.startswith(("/", "\\")):
-        return "has an absolute path"
-    if re.match(r"^[A-Za-z]:", name):
-        return "has a drive letter"
-    if any(part == ".." for part in re.split(r"[/\\]", name)):
-        return "has a '..' path component"
-    return None
-
-
-def _normalize(name: str) -> str:
-    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
-    return "/".join(parts)
-
-
-# --------------------------------------------------------------------------- matching
-
-_DUP_SUFFIXES = (
-    re.compile(r"\s*\(\d{1,3}\)$"),  # "name (1)", "name(2)"
-    re.compile(r"-\d{1,2}$"),  # "name-1"
-    re.compile(r"\s*-\s*copy(?:\s*\(\d{1,3}\))?$", re.IGNORECASE),  # Windows "name - Copy (2)"
-)
-
-
-def _canon(stem: str) -> str:
-    return re.sub(r"[\s._-]+", "", stem.lower())
-
-
-def _split_ext(base: str, ext: str) -> tuple[str, str]:
-    """(stem, ext) with a repeated required extension collapsed: a.ipynb.ipynb -> a."""
-    low = base.lower()
-    if ext and low.endswith(ext):
-        stem = base[: -len(ext)]
-        while ext and stem.lower().endswith(ext):
-            stem = stem[: -len(ext)]
-        return stem, ext
-    stem, dot, tail = base.rpartition(".")
-    return (stem, "." + tail.lower()) if dot and stem else (base, "")
-
-
-def _stem_variants(stem: str, net_id: str) -> set[str]:
-    s = stem.strip()
-    while s.lower().startswith("copy of "):
-        s = s[8:].lstrip()
-    out = {_canon(s)}
-    for rx in _DUP_SUFFIXES:
-        t = rx.sub("", s)
-        if t != s:
-            out.add(_canon(t))
-    if net_id:
-        nid = _canon(net_id)
-        for v in list(out):
-            if len(v) > len(nid) and v.startswith(nid):
-                out.add(v[len(nid):])
-            if len(v) > len(nid) and v.endswith(nid):
-                out.add(v[: -len(nid)])
-    return {v for v in out if v}
-
-
-def _ext_of(name: str) -> str:
-    suffix = PurePosixPath(name).suffix
-    return suffix.lower()
-
-
-# --------------------------------------------------------------------------- content
-
-
-@contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    # pypdf and nbformat log at WARNING/ERROR for every malformed input; results carry it.
-    logger = logging.getLogger(logger_name)
-    old = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(old)
-
-
-def _short(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return msg if len(msg) <= 160 else msg[:157] + "..."
-
-
-def _check_notebook(path: Path, name: str, res: IntakeResult) -> None:
-    import nbformat  # deferred: heavy import
-
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        res.problems[name] = "not a valid notebook: the file is not UTF-8 text"
-        return
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        res.problems[name] = f"not a valid notebook: invalid JSON at line {e.lineno}, column {e.colno}"
-        return
-    except RecursionError:  # json raises this, not JSONDecodeError, for deeply nested arrays
-        res.problems[name] = "not a valid notebook: the JSON is nested too deeply"
-        return
-    if not isinstance(data, dict) or not isinstance(data.get("nbformat"), int):
-        res.problems[name] = "not a valid notebook: no 'nbformat' version field"
-        return
-    major = data["nbformat"]
-    if major > 4:
-        res.problems[name] = f"not a valid notebook: unsupported nbformat version {major}"
-        return
-    try:
-        with _quiet("traitlets"), _quiet("nbformat"):
-            nb = nbformat.reads(text, as_version=4)
-    # nbformat raises ValidationError, NBFormatError, KeyError, AttributeError, TypeError...
-    # depending on which part of a damaged notebook it trips over.
-    except Exception as e:  # noqa: BLE001
-        res.problems[name] = f"not a valid notebook: {_short(e)}"
-        return
-    if not isinstance(nb.get("cells"), list):
-        res.problems[name] = "not a valid notebook: it has no list of cells"
-        return
-    if major < 4:
-        nbformat.write(nb, str(path))
-        res.warnings.append(
-            f"'{name}' is an old nbformat {major} notebook; it was converted to nbformat 4 for grading"
-        )
-    try:
-        nbformat.validate(nb)
-    except Exception as e:  # noqa: BLE001 - schema problems only lower confidence
-        res.warnings.append(f"'{name}' does not fully follow the notebook format: {_short(e)}")
-    if not nb.cells:
-        res.warnings.append(f"'{name}' has no cells")
-
-
-def _sniff(head: bytes) -> str:
-    h = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    low = h[:512].lower()
-    if low.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or b"<html" in low:
-        return "HTML"
-    if h.startswith(b"PK\x03\x04"):
-        return "a zip or Word/Office document"
-    if h.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8")):
-        return "an image"
-    if h.startswith(b"{") and b'"cells"' in head:
-        return "a notebook"
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as e:
-        if e.start < len(head) - 3:  # not just a character cut at the end of the sample
-            return "binary data"
-    return "text" if b"\x00" not in head else "binary data"
-
-
-def _check_pdf(path: Path, name: str, res: IntakeResult) -> None:
-    import pypdf  # deferred: heavy import
-
-    with path.open("rb") as f:
-        head = f.read(1024)
-    if not head.startswith(b"%PDF-"):
-        if b"%PDF-" in head:
-            res.warnings.append(f"'{name}' has bytes before its PDF header")
-        else:
-            res.problems[name] = f"not a real PDF (looks like {_sniff(head)})"
-            return
-    try:
-        with _quiet("pypdf"):
-            reader = pypdf.PdfReader(str(path))
-            if reader.is_encrypted and not reader.decrypt(""):
-                res.problems[name] = "the PDF is password-protected"
-                return
-            pages = len(reader.pages)
-            chars = _text_chars(reader)
-    # pypdf's errors on damaged files range over PdfReadError, ValueError, KeyError, ...
-    except Exception as e:  # noqa: BLE001
-        res.problems[name] = f"not a real PDF (it cannot be opened: {_short(e)})"
-        return
-    if pages < 1:
-        res.problems[name] = "not a real PDF (it has no pages)"
-        return
-    res.documents[name] = {"pages": pages, "text_chars": chars}
-    if chars == 0:
-        res.warnings.append(f"'{name}' has no text a program can read (a scan or photos?): staff can still "
-                            "read it; typed or exported PDFs are easier to grade")
-
-
-def _text_chars(reader, pages: int = 5) -> int:
-    """Characters of extractable text in the first ``pages`` pages (a scan has none)."""
-    n = 0
-    for page in reader.pages[:pages]:
-        try:
-            n += len((page.extract_text() or "").strip())
-        except Exception:  # noqa: BLE001 - a page pypdf cannot read counts as no text
-            continue
-    return n
-
-
-_CHECKS = {".ipynb": _check_notebook, ".pdf": _check_pdf}
-
-
 # --------------------------------------------------------------------------- intake
 
 
@@ -426,7 +156,7 @@ def _open_zip(zip_path: Path, max_members: int, required: tuple[str, ...]) -> zi
         return zipfile.ZipFile(zip_path)
     except zipfile.BadZipFile:
         with zip_path.open("rb") as f:
-            kind = _sniff(f.read(1024))
+            kind = sniff(f.read(1024))
         if kind in ("binary data", "a zip or Word/Office document"):
             why = "it is damaged or incomplete (perhaps a cut-off upload) or another archive format"
         else:
@@ -452,13 +182,13 @@ def _prescan(infos: list[zipfile.ZipInfo], policy: IntakePolicy) -> None:
     for i in infos:
         if i.file_size >= _RATIO_MIN_BYTES and i.file_size / max(i.compress_size, 1) > policy.max_ratio:
             raise _Reject(
-                f"The zip looks like a zip bomb: {_show(i.orig_filename)} expands {i.file_size / max(i.compress_size, 1):.0f} times; "
+                f"The zip looks like a zip bomb: {shown_name(i.orig_filename)} expands {i.file_size / max(i.compress_size, 1):.0f} times; "
                 "submit the required files only."
             )
 
 
 def _copy_member(
-    zf: zipfile.ZipFile, m: _Member, target: Path, policy: IntakePolicy, budget: int
+    zf: zipfile.ZipFile, m: Member, target: Path, policy: IntakePolicy, budget: int
 ) -> tuple[int, str | None]:
     """Stream one member to ``target``; (bytes written, problem or None)."""
     info = m.info
@@ -483,9 +213,9 @@ def _copy_member(
             # Damaged members raise BadZipFile (bad CRC, header mismatch), zlib/lzma/bz2
             # errors, NotImplementedError (unknown compression), EOFError, RuntimeError.
             except NotImplementedError as e:
-                problem = f"the zip uses a compression method that cannot be read ({_short(e)}); use a standard zip tool"
+                problem = f"the zip uses a compression method that cannot be read ({short_error(e)}); use a standard zip tool"
             except Exception as e:  # noqa: BLE001
-                problem = f"the file is damaged in the zip and cannot be extracted ({_short(e)})"
+                problem = f"the file is damaged in the zip and cannot be extracted ({short_error(e)})"
         if problem is None:
             os.chmod(tmp, 0o644)
             os.replace(tmp, target)  # replaces a link itself, never follows it
@@ -515,7 +245,7 @@ def intake(zip_path: Path, dest: Path, policy: IntakePolicy,
     res = IntakeResult(zip_name=zip_path.name, net_id=net_id)
     if not name_ok:
         shown = given
-        plausible = re.fullmatch(policy.netid_pattern, net_id) and not _ASSIGNMENT_TOKEN.fullmatch(net_id)
+        plausible = re.fullmatch(policy.netid_pattern, net_id) and not ASSIGNMENT_TOKEN.fullmatch(net_id)
         expected = f"'{net_id}.zip'" if plausible else f"'<net_id>.zip' ({policy.netid_hint})"
         res.naming_issues.append(f"the zip is named '{shown}', expected {expected}")
 
@@ -546,20 +276,20 @@ def _rejected(res: IntakeResult, policy: IntakePolicy, reason: str) -> IntakeRes
 
 
 def _run(zf: zipfile.ZipFile, dest: Path, policy: IntakePolicy, res: IntakeResult) -> None:
-    members: list[_Member] = []
+    members: list[Member] = []
     seen: dict[str, str] = {}
     for info in zf.infolist():
-        name, utf8 = _decode_name(info)
+        name, utf8 = decode_name(info)
         if not utf8:
-            res.warnings.append(f"the name {_show(name)} in the zip is not valid UTF-8; it was read as cp437")
+            res.warnings.append(f"the name {shown_name(name)} in the zip is not valid UTF-8; it was read as cp437")
         if info.is_dir() or name.endswith(("/", "\\")):
             continue
-        why = _unsafe_reason(info, name)
+        why = unsafe_reason(info, name)
         if why:
-            res.warnings.append(f"skipped {_show(name)}: it {why}")
+            res.warnings.append(f"skipped {shown_name(name)}: it {why}")
             res.extra_files.append(name)
             continue
-        path = _normalize(name)
+        path = normalize(name)
         if not path:
             continue
         if any(fnmatch.fnmatchcase(path, pat) for pat in policy.ignore):
@@ -568,11 +298,11 @@ def _run(zf: zipfile.ZipFile, dest: Path, policy: IntakePolicy, res: IntakeResul
         key = path.casefold()
         if key in seen:
             res.warnings.append(
-                f"skipped {_show(name)}: the zip already has {_show(seen[key])} (same name apart from case, or a duplicate entry)"
+                f"skipped {shown_name(name)}: the zip already has {shown_name(seen[key])} (same name apart from case, or a duplicate entry)"
             )
             continue
         seen[key] = name
-        members.append(_Member(info=info, name=name, path=path))
+        members.append(Member(info=info, name=name, path=path))
 
     _strip_wrapper(members, res)
     chosen = _match(members, policy, res)
@@ -587,14 +317,19 @@ def _run(zf: zipfile.ZipFile, dest: Path, policy: IntakePolicy, res: IntakeResul
         budget -= written
         if problem:
             res.problems[req] = problem
-            res.warnings.append(f"'{req}' ({_show(m.name)}) was not extracted: {problem}")
+            res.warnings.append(f"'{req}' ({shown_name(m.name)}) was not extracted: {problem}")
             continue
         if target.resolve().parent != dest.resolve():  # defensive: must never happen
             raise RuntimeError(f"intake wrote outside dest: {target}")
         res.files[req] = target
-        check = _CHECKS.get(_ext_of(req))
+        check = CHECKS.get(ext_of(req))
         if check:
-            check(target, req, res)
+            found = check(target, req)
+            res.warnings += found.warnings
+            if found.problem:
+                res.problems[req] = found.problem
+            if found.document is not None:
+                res.documents[req] = found.document
 
     res.missing = [n for n in policy.required if n not in res.files and n not in res.problems]
     if not res.gradable:
@@ -602,7 +337,7 @@ def _run(zf: zipfile.ZipFile, dest: Path, policy: IntakePolicy, res: IntakeResul
         res.reason = _nothing_reason(policy, res, members)
 
 
-def _strip_wrapper(members: list[_Member], res: IntakeResult) -> None:
+def _strip_wrapper(members: list[Member], res: IntakeResult) -> None:
     prefix: list[str] = []
     while members and all("/" in m.path for m in members):
         tops = {m.path.split("/", 1)[0] for m in members}
@@ -618,23 +353,23 @@ def _strip_wrapper(members: list[_Member], res: IntakeResult) -> None:
         )
 
 
-def _match(members: list[_Member], policy: IntakePolicy, res: IntakeResult) -> dict[str, _Member]:
-    chosen: dict[str, _Member] = {}
+def _match(members: list[Member], policy: IntakePolicy, res: IntakeResult) -> dict[str, Member]:
+    chosen: dict[str, Member] = {}
     for m in members:
         if m.path in policy.required:
             chosen[m.path] = m
     taken = {id(m) for m in chosen.values()}
-    near: dict[str, list[_Member]] = {r: [] for r in policy.required}
-    wrong_ext: dict[str, list[_Member]] = {r: [] for r in policy.required}
+    near: dict[str, list[Member]] = {r: [] for r in policy.required}
+    wrong_ext: dict[str, list[Member]] = {r: [] for r in policy.required}
     for m in members:
         if id(m) in taken:
             continue
         base = m.path.rsplit("/", 1)[-1]
         for req in policy.required:
-            req_ext = _ext_of(req)
-            req_stem = _canon(req[: -len(req_ext)] if req_ext else req)
-            stem, ext = _split_ext(base, req_ext)
-            if req_stem in _stem_variants(stem, res.net_id):
+            req_ext = ext_of(req)
+            req_stem = canon(req[: -len(req_ext)] if req_ext else req)
+            stem, ext = split_ext(base, req_ext)
+            if req_stem in stem_variants(stem, res.net_id):
                 (near if ext == req_ext else wrong_ext)[req].append(m)
 
     for req in policy.required:
@@ -646,28 +381,28 @@ def _match(members: list[_Member], policy: IntakePolicy, res: IntakeResult) -> d
             chosen[req] = m
             taken.add(id(m))
             where = "at the top level of the zip and " if "/" in m.path else ""
-            res.naming_issues.append(f"{_show(m.path)} should be {where}named '{req}'")
+            res.naming_issues.append(f"{shown_name(m.path)} should be {where}named '{req}'")
         elif len(cands) > 1:
-            names = ", ".join(_show(c.path) for c in cands)
+            names = ", ".join(shown_name(c.path) for c in cands)
             res.warnings.append(
                 f"several files could be '{req}' ({names}); none was graded: name exactly one file '{req}'"
             )
         else:
-            kind = {".ipynb": "the notebook", ".pdf": "the PDF"}.get(_ext_of(req), "the file")
+            kind = {".ipynb": "the notebook", ".pdf": "the PDF"}.get(ext_of(req), "the file")
             for m in wrong_ext[req]:
-                res.warnings.append(f"found {_show(m.path)}; {kind} '{req}' is required")
+                res.warnings.append(f"found {shown_name(m.path)}; {kind} '{req}' is required")
 
     res.extra_files.extend(m.name for m in members if id(m) not in taken)
     return chosen
 
 
-def _nothing_reason(policy: IntakePolicy, res: IntakeResult, members: list[_Member]) -> str:
+def _nothing_reason(policy: IntakePolicy, res: IntakeResult, members: list[Member]) -> str:
     if res.problems:
         name, problem = next(iter(res.problems.items()))
         return f"None of the required files can be graded: '{name}': {problem}."
     if not members:
         return f"The zip holds no files to grade; it must contain {', '.join(policy.required)}."
-    shown = ", ".join(_show(m.path) for m in members[:6]) + (", ..." if len(members) > 6 else "")
+    shown = ", ".join(shown_name(m.path) for m in members[:6]) + (", ..." if len(members) > 6 else "")
     hint = ""
     if any(m.path.lower().endswith(".zip") for m in members):
         hint = " (a zip inside the zip is not opened: zip the files themselves)"

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from grader import deadline as deadline_stage
-from grader.intake import netid_from_filename
+from grader.intake_names import netid_from_filename
 from grader.record import Record
 from grader.rubric import Rubric
 from grader.runner import GradeSettings, grade_submission

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from grader.intake import netid_from_filename
+from grader.intake_names import netid_from_filename
 from grader.lms.classlist import Roster, normalise
 from grader.lms.names import Label, parse_label, split_flat
 
