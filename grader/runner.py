@@ -35,16 +35,12 @@ from grader.intake import IntakePolicy, IntakeResult, intake
 from grader.record import Record, safe_key, to_jsonable, zip_key
 from grader.reference_cache import reference_digest
 from grader.planning import item_json, plan_part, tree_digest
+from grader.probe import wire
 from grader.rubric import Item, Part, Rubric
 from grader.score import Penalty, score
 
-# Loaded from its file, not imported by name, so a module the notebook planted in
-# sys.modules under that name is not what runs.
-PROBE_CODE = ("import importlib.util as _gu\n"
-              "_gs = _gu.spec_from_file_location('_grader_probe', '/grader/probe/kernel_probe.py')\n"
-              "_gp = _gu.module_from_spec(_gs)\n_gs.loader.exec_module(_gp)\n"
-              "try:\n    _gp.run_plan('/grader/in/plan.json', '/grader/out')\n"
-              "finally:\n    del _gu, _gs, _gp\n")
+# The probe after the notebook, loaded from its file (grader/probe/wire.py: never by name).
+PROBE_CODE = wire.loader_code("kernel_probe.py", "_gm.run_plan('/grader/in/plan.json', '/grader/out')")
 
 
 @dataclass
@@ -475,11 +471,8 @@ def capture_prelude(captures) -> str:
     """Install grader/probe/capture.py hidden before the first cell; loaded from its file, so a
     module a notebook plants under that name is not what runs."""
     specs = json.dumps([{"name": c.name, "call": c.call, "fallback": c.fallback} for c in captures])
-    return ("import importlib.util as _gu, sys as _gsy, json as _gj\n"
-            "_gs = _gu.spec_from_file_location('_grader_capture', '/grader/probe/capture.py')\n"
-            "_gm = _gu.module_from_spec(_gs)\n_gsy.modules['_grader_capture'] = _gm\n"
-            f"_gs.loader.exec_module(_gm)\n_gm.install(_gj.loads({specs!r}))\n"
-            "del _gu, _gsy, _gj, _gs, _gm\n")
+    return wire.loader_code("capture.py", f"_gm.install(_gj.loads({specs!r}))", register_as="_grader_capture",
+                            imports="json as _gj")
 
 
 def _prelude(item) -> str | None:

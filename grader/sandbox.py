@@ -24,11 +24,11 @@ from pathlib import Path
 from secrets import token_hex
 
 from grader import canary, procs
+from grader.probe.wire import PROBE_MOUNT
 from grader.canary import SANDBOX_HOSTNAME, SANDBOX_UID, WORK_MOUNT
 from grader.procs import CPU_PERIOD_US
 from grader.sandbox_output import OUTPUT_HEAD_BYTES, OUTPUT_TAIL_BYTES, KernelOutput
 
-PROBE_MOUNT = "/grader/probe"
 IN_MOUNT = "/grader/in"
 OUT_MOUNT = "/grader/out"
 KERNEL_NAME = "grader-sandbox"

@@ -213,11 +213,11 @@ def test_object_specs_are_restricted_to_the_allow_list(tmp_path):
     with pytest.raises(RubricError, match="not an allowed constructor"):
         load_rubric(write_rubric(tmp_path, _item('args = [{ object = "builtins.eval", args = ["1"] }]')))
     load_rubric(write_rubric(tmp_path, _item('args = [{ object = "torch.nn.Linear", args = [2, 3] }]')))
-    # the probe holds the same list and refuses anything else a tampered plan names
+    # the probe reads the one list (grader/probe/wire.py) and refuses anything else a tampered plan names
     spec = importlib.util.spec_from_file_location("_probe_copy", REPO / "grader" / "probe" / "kernel_probe.py")
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
-    assert probe._ALLOWED_OBJECTS == ALLOWED_OBJECTS
+    assert probe._wire.ALLOWED_OBJECTS == ALLOWED_OBJECTS and not hasattr(probe, "_ALLOWED_OBJECTS")
     with pytest.raises(ValueError, match="not an allowed constructor"):
         probe._unpack({"__build__": {"ctor": "os.system", "args": ["true"]}}, {}, {})
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import torch
 
-from grader.checks.common import Built, LossOf, ParamsOf, Params, detach, instantiate, leaves, observe, trim
+from grader.checks.common import Built, LossOf, ParamsOf, Params, detach, instantiate, observe, trim
 from grader.checks.compare import MISSING, Tolerance, Verdict, compare
 from grader.items import Item
+from grader.probe.wire import leaves
 
 
 def tolerance(item: Item) -> Tolerance:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 
 from grader.checks.compare import MISSING, Opaque
+from grader.probe.wire import ALLOWED_OBJECTS
 from grader.items import Item, RubricError, Subcheck
 
 MAX_ANSWER_BYTES = 20 << 20
@@ -208,10 +209,6 @@ def make_value(spec: Any, gen: torch.Generator, scratch: dict | None = None) -> 
 #   {params_of = "model"}                      the parameters of a named object of the case
 #   {loss_of = "model", input = <tensor spec>, weights = <tensor spec>}
 #                                              sum(model(input) * weights), a scalar with a graph
-ALLOWED_OBJECTS = ("torch.nn.Linear", "torch.nn.Sequential", "torch.nn.Flatten", "torch.nn.ReLU",
-                   "torch.nn.Tanh", "torch.nn.Sigmoid", "torch.nn.LogSoftmax", "torch.nn.Softmax",
-                   "torch.nn.Conv2d", "torch.nn.BatchNorm2d", "torch.nn.CrossEntropyLoss",
-                   "torch.nn.NLLLoss", "torch.nn.MSELoss", "torch.optim.SGD", "torch.optim.Adam")
 OBJECT_KEYS = ("object", "params_of", "loss_of")
 
 
@@ -373,17 +370,6 @@ def detach(v: Any) -> Any:
 def make_args(values: list) -> list:
     """A recipe's argument list as a call takes it (TOML arrays become tuples)."""
     return [tuple(v) if isinstance(v, list) else v for v in values]
-
-
-def leaves(v: Any) -> list[torch.Tensor]:
-    """Tensors of a value in a fixed order (the probe flattens the same way)."""
-    if isinstance(v, torch.Tensor):
-        return [v]
-    if isinstance(v, (list, tuple)):
-        return [t for x in v for t in leaves(x)]
-    if isinstance(v, dict):
-        return [t for k in sorted(v, key=str) for t in leaves(v[k])]
-    return []
 
 
 # ---------------------------------------------------------------- plan <-> probe encoding

@@ -35,9 +35,10 @@ import torch
 from grader.checks import fingerprint
 from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
 from grader.checks.cases import applies, compare_cases, run_reference, tolerance
-from grader.checks.common import (Facet, Params, check_value_spec, encode, item_seed, leaves, load_answer,
+from grader.checks.common import (Facet, Params, check_value_spec, encode, item_seed, load_answer,
                                   make_value, need_reference, need_target, plan_facets, resolve)
 from grader.items import Item
+from grader.probe.wire import leaves
 
 ALIASES = {"forward": "output", "outputs": "output"}
 _FACET = re.compile(r"^(output|output:[\w.-]+|grad:\d+|grads|runs|after|after:[\w.-]+|group:[\w.-]+|all)$")

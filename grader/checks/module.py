@@ -40,11 +40,12 @@ import torch
 from grader.checks import fingerprint
 from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
 from grader.checks.cases import tolerance
-from grader.checks.common import (Params, check_value_spec, clone_value, detach, encode, item_seed, leaves,
+from grader.checks.common import (Params, check_value_spec, clone_value, detach, encode, item_seed,
                                   load_answer, make_args, make_value, need_reference, need_target, plan_facets,
                                   resolve, trim)
 from grader.checks.compare import MISSING, Tolerance, Verdict, compare
 from grader.items import Item
+from grader.probe.wire import leaves
 
 ALIASES = {"forward": "output", "outputs": "output", "grad_input": "grad_inputs",
            "grad_weights": "grad_params", "weights": "parameters", "transplant": "output"}

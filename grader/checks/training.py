@@ -54,6 +54,7 @@ from grader.checks.notebook_text import plain, read_cells, section
 from grader.checks.replay import BatchPool, Replay, replay
 from grader.checks.spikes import DETECTOR_KEYS, Detection, describe, detect
 from grader.items import Item
+from grader.probe import wire
 
 MEASURES = ("spikes", "accuracy", "extra_credit")
 KEYS = {"measure", "section", "n_parameters", "steps_per_epoch", "min_epochs", "stream_epochs",
@@ -61,13 +62,10 @@ KEYS = {"measure", "section", "n_parameters", "steps_per_epoch", "min_epochs", "
         "min_images", "evidence", "detector", "requires", "curve_digits", "reference_released",
         "reference_model", "reference_batches", "reference_loss", "batch_pool", "seed_call"}
 
-# Loaded from its file, not imported by name, so a module the notebook planted in
-# sys.modules is not what runs; the probe finds the instance in sys.modules afterwards.
-PRELUDE = ("import importlib.util as _gu, sys as _gsy\n"
-           "_gs = _gu.spec_from_file_location('_grader_instrument', '/grader/probe/training_instrument.py')\n"
-           "_gm = _gu.module_from_spec(_gs)\n_gsy.modules['_grader_instrument'] = _gm\n"
-           "try:\n    _gs.loader.exec_module(_gm)\n    _gm.install(trajectory_sizes=[{n_params}])\n"
-           "finally:\n    del _gu, _gsy, _gs, _gm\n")
+# Loaded from its file (grader/probe/wire.py: never by name); the probe finds the instance in
+# sys.modules afterwards.
+PRELUDE = wire.loader_code("training_instrument.py", "_gm.install(trajectory_sizes=[{n_params}])",
+                           register_as="_grader_instrument")
 
 
 # ---------------------------------------------------------------- reading the record

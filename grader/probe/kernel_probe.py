@@ -14,6 +14,17 @@ import random
 import sys
 import traceback
 
+def _load_wire():
+    """wire.py beside this file, by path (this file is itself loaded by path, never by name)."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wire.py")
+    spec = importlib.util.spec_from_file_location("_grader_wire", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_wire = _load_wire()
 _TYPE_NAME = type.__dict__["__name__"]
 MAX_TB = 3000
 
@@ -140,17 +151,10 @@ class _Pack:
         return {"__object__": _type_name(v)}
 
 
-# Constructors the plan may ask for (the trusted side holds the same list); nothing else is built.
-_ALLOWED_OBJECTS = ("torch.nn.Linear", "torch.nn.Sequential", "torch.nn.Flatten", "torch.nn.ReLU",
-                    "torch.nn.Tanh", "torch.nn.Sigmoid", "torch.nn.LogSoftmax", "torch.nn.Softmax",
-                    "torch.nn.Conv2d", "torch.nn.BatchNorm2d", "torch.nn.CrossEntropyLoss",
-                    "torch.nn.NLLLoss", "torch.nn.MSELoss", "torch.optim.SGD", "torch.optim.Adam")
-
-
 def _build(spec: dict, tensors: dict, objs: dict):
     import torch
     name = str(spec["ctor"])
-    if name not in _ALLOWED_OBJECTS:
+    if name not in _wire.ALLOWED_OBJECTS:       # the trusted side's list (wire.py)
         raise ValueError(f"{name} is not an allowed constructor")
     ctor = torch
     for part in name.split(".")[1:]:
@@ -205,17 +209,6 @@ def _observe(objs: dict, after: dict) -> dict:
     return out
 
 
-def _leaves(v) -> list:
-    import torch
-    if isinstance(v, torch.Tensor):
-        return [v]
-    if isinstance(v, (list, tuple)):
-        return [t for x in v for t in _leaves(x)]
-    if isinstance(v, dict):
-        return [t for k in sorted(v, key=str) for t in _leaves(v[k])]
-    return []
-
-
 def _load_inputs(in_dir: str, item: str) -> dict:
     import torch
     path = os.path.join(in_dir, item + ".pt")
@@ -225,7 +218,7 @@ def _load_inputs(in_dir: str, item: str) -> dict:
 def _backprop(outputs, upstream: list, wrt: list) -> list:
     """Gradients of sum(<out_i, upstream_i>) with respect to wrt (None entries skipped)."""
     import torch
-    outs = _leaves(outputs)
+    outs = _wire.leaves(outputs)
     if len(outs) != len(upstream):
         raise ValueError(f"the output holds {len(outs)} tensor(s); {len(upstream)} were expected")
     pairs = [(o, u) for o, u in zip(outs, upstream) if u is not None]
@@ -449,7 +442,7 @@ def structure(action: dict, in_dir: str, out_dir: str) -> None:
         for k, cand in enumerate(candidates):
             try:
                 with torch.no_grad():
-                    y = _leaves(model(cand.clone(), *[e.clone() for e in extra]))
+                    y = _wire.leaves(model(cand.clone(), *[e.clone() for e in extra]))
                 if not want or (y and list(y[0].shape) == list(want)):
                     used = k
                     break
@@ -504,7 +497,7 @@ def structure(action: dict, in_dir: str, out_dir: str) -> None:
                     and tuple(ins[0].shape) == tuple(ins[1].shape):
                 residual[0] += 1
             if ds:
-                for o in _leaves(out):
+                for o in _wire.leaves(out):
                     depth[id(o)] = max(ds) + 1
                     keep.append(o)
             return out
@@ -533,7 +526,7 @@ def structure(action: dict, in_dir: str, out_dir: str) -> None:
             model.train()
             model.zero_grad()
             y = model(candidates[used].clone(), *[e.clone() for e in extra])
-            y = _leaves(y)[0]
+            y = _wire.leaves(y)[0]
             (y.float().square().mean()).backward()
             answer["no_grad"] = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
         except Exception:
