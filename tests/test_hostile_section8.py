@@ -141,7 +141,7 @@ def test_a_curve_chosen_in_the_kernel_earns_nothing(case, grade_zip, tmp_path):
 def test_the_stream_has_batches_with_equal_fingerprints_but_distinct_digests():
     """Why batches are found by digest: the instrument's fingerprint (a weighted sum of one-hot
     entries) repeats within the released stream."""
-    from grader.checks.training import _fingerprint
+    from grader.checks.training_reference import stream_fingerprint as _fingerprint
     pool = list(itertools.islice(seqcls.section8_batches(), 1500))
     prints = [_fingerprint(x) for x, _ in pool]
     assert len(set(prints)) < len(pool)

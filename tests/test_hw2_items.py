@@ -219,7 +219,7 @@ def test_object_specs_are_restricted_to_the_allow_list(tmp_path):
     spec.loader.exec_module(probe)
     assert probe._wire.ALLOWED_OBJECTS == ALLOWED_OBJECTS and not hasattr(probe, "_ALLOWED_OBJECTS")
     with pytest.raises(ValueError, match="not an allowed constructor"):
-        probe._unpack({"__build__": {"ctor": "os.system", "args": ["true"]}}, {}, {})
+        probe._v.unpack({"__build__": {"ctor": "os.system", "args": ["true"]}}, {}, {})
 
 
 def test_graded_thresholds_need_a_full_credit_step(tmp_path):

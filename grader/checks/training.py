@@ -39,19 +39,18 @@ The spike detector (grader/checks/spikes.py) takes every parameter from ``params
 """
 from __future__ import annotations
 
-import dataclasses
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from grader import reference_cache
 from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
-from grader.checks.common import Params, item_seed, load_answer, resolve
+from grader.checks.common import Params, load_answer, resolve
 from grader.checks.gating import required
-from grader.checks.notebook_text import plain, read_cells, section
-from grader.checks.replay import BatchPool, Replay, replay
+from grader.checks.notebook_text import read_cells
+from grader.checks.training_reference import (heldout, reference_stream, replay_run, rounded,
+                                              same_multiset)
+from grader.checks.training_runs import Observed, expand, none_observed, observe, saved_evidence
 from grader.checks.spikes import DETECTOR_KEYS, Detection, describe, detect
 from grader.items import Item
 from grader.probe import wire
@@ -66,132 +65,6 @@ KEYS = {"measure", "section", "n_parameters", "steps_per_epoch", "min_epochs", "
 # sys.modules afterwards.
 PRELUDE = wire.loader_code("training_instrument.py", "_gm.install(trajectory_sizes=[{n_params}])",
                            register_as="_grader_instrument")
-
-
-# ---------------------------------------------------------------- reading the record
-
-@dataclass
-class Observed:
-    run: dict | None                     # the judged run
-    steps: list[int]                     # its step indices in the section's cells
-    others: list[dict]                   # other runs of the same size anywhere in the notebook
-    section_runs: list[dict]             # every run with a step in the section
-    cells: list[int]                     # execution counts of the section's code cells
-    train_cell_index: int | None         # notebook index of the last cell the judged run trained in
-    last_count: int | None               # its execution count
-    errors: list[str]                    # errors raised in the section's cells
-    originals: list[dict] = field(default_factory=list)   # runs that are the released training itself
-
-
-def expand(rle: Any) -> list:
-    out: list = []
-    if type(rle) is not list:
-        return out
-    for pair in rle:
-        if type(pair) is list and len(pair) == 2 and type(pair[1]) is int and 0 <= pair[1] <= 10_000_000:
-            out += [pair[0]] * pair[1]
-    return out
-
-
-def observe(item: Item, ctx: JudgeContext, runs: list[dict]) -> Observed | str:
-    """The judged run: the student's fixed training, the last complete run of the released model in
-    the section or in a section after it that is not the released training itself (its per-step
-    losses, recomputed by the grader, are ``params.reference_released``); without one, the last
-    complete run there (the original, judged as it is); without that, the first run there."""
-    if ctx.executed_path is None:
-        return "the notebook did not run, so no training could be observed"
-    import nbformat
-    try:
-        nb = nbformat.read(str(ctx.executed_path), as_version=4)
-        cells = read_cells(ctx.executed_path)
-    except Exception:
-        return "the grader's run of the notebook could not be read"
-    scope = section(cells, item.params.get("section"))
-    if scope is None:
-        return f"the heading {plain(item.params.get('section'), 'of this section')} was not found in the notebook"
-    start = scope[0].index if scope else len(cells)
-    later = [c for c in cells if c.index >= start]          # the section and any the student added after it
-    counts, errors, index_of = [], [], {}
-    for c in later:
-        if c.kind != "code":
-            continue
-        count = nb.cells[c.index].get("execution_count")
-        if isinstance(count, int):
-            counts.append(count)
-            index_of[count] = c.index
-        for o in c.outputs:
-            if o.get("output_type") == "error":
-                errors.append(f"{o.get('ename')}: {str(o.get('evalue'))[:300]}")
-    wanted = set(counts)
-    section_runs, steps_of = [], {}
-    for run in runs:
-        where = expand(run.get("cells"))
-        mine = [i for i, c in enumerate(where) if c in wanted]
-        if mine:
-            section_runs.append(run)
-            steps_of[id(run)] = mine
-    spe = int(item.params.get("steps_per_epoch", 1))
-    n_expected = item.params.get("n_parameters")
-    complete = [r for r in section_runs if r.get("n_params") == n_expected
-                and len(steps_of[id(r)]) >= int(item.params.get("min_epochs", 1)) * spe]
-    released = released_loss(item, ctx)
-    originals = [r for r in complete if released is not None and same_curve(r, steps_of[id(r)], released)]
-    fixes = [r for r in complete if r not in originals]
-    first = fixes[-1] if fixes else complete[-1] if complete else (section_runs[0] if section_runs else None)
-    steps = steps_of.get(id(first), []) if first is not None else []
-    others = [r for r in runs if r is not first and r.get("n_params") == n_expected
-              and int(r.get("steps", 0)) >= spe]
-    last_count = expand(first.get("cells"))[steps[-1]] if first is not None else None
-    return Observed(first, steps, others, section_runs, counts,
-                    index_of.get(last_count) if last_count is not None else None, last_count, errors,
-                    originals=originals)
-
-
-def _saved_evidence(ctx: JudgeContext, obs: Observed):
-    """The judged training cell's outputs in the notebook as submitted (the student's own run)."""
-    from grader import saved_curves
-    if ctx.notebook_path is None or obs.train_cell_index is None:
-        return None
-    try:
-        cells = read_cells(ctx.notebook_path)
-        return saved_curves.evidence(cells[obs.train_cell_index].outputs)
-    except Exception:
-        return None
-
-
-_RELEASED: dict[tuple, list[float]] = {}
-
-
-def released_loss(item: Item, ctx: JudgeContext) -> list[float] | None:
-    """The released training's per-step losses on this machine, computed once per machine."""
-    ref = item.params.get("reference_released")
-    if not ref:
-        return None
-    key = (ref, str(ctx.reference_dir))
-    if key not in _RELEASED:
-        _RELEASED[key] = list(reference_cache.cached(ref, ctx.reference_dir, ctx.cache_dir,
-                                                     lambda: [float(v) for v in resolve(ref, ctx.reference_dir)()]))
-    return _RELEASED[key]
-
-
-def same_curve(run: dict, steps: list[int], reference: list[float], rtol: float = 1e-3) -> bool:
-    """The run's recorded losses are the reference's, step for step (to the 5 digits recorded)."""
-    loss = run.get("loss") if type(run.get("loss")) is list else []
-    if len(steps) != len(reference):
-        return False
-    for i, want in zip(steps, reference):
-        got = loss[i] if i < len(loss) else None
-        if not isinstance(got, (int, float)) or abs(got - want) > rtol * max(abs(want), 1e-3):
-            return False
-    return True
-
-
-def _none_observed(item: Item, obs: Observed) -> str:
-    why = (f"Section {plain(item.params.get('section'), '')} did not train: the grader observed no optimizer step "
-           f"in its cells")
-    if obs.errors:
-        why += f" (a cell there raised {obs.errors[0]})"
-    return why
 
 
 # ---------------------------------------------------------------- the kind
@@ -304,9 +177,9 @@ class Training:
         p = item.params
         spe = int(p["steps_per_epoch"])
         if obs.run is None:
-            return result(item, [SubResult("all", 0.0, item.points, _none_observed(item, obs))])
+            return result(item, [SubResult("all", 0.0, item.points, none_observed(item, obs))])
         run = obs.run
-        rep = _replay(item, ctx, run, answer, obs.steps)
+        rep = replay_run(item, ctx, run, answer, obs.steps)
         loss = [None] * len(obs.steps) if isinstance(rep, str) else rep.loss
         det = detect(loss, spe, p.get("detector"))
         observed = (f"observed {det.steps} optimizer steps ({det.steps / spe:g} epochs of {spe} batches, "
@@ -317,7 +190,7 @@ class Training:
         borderline = det.learning_epoch is not None and \
             abs(det.worst_rise - params["rise"]) <= params["review_margin"] * params["rise"]
         data = {"plot": "training_curve", "title": item.title, "steps_per_epoch": spe,
-                "loss": _rounded(loss, int(p.get("curve_digits", 4))),
+                "loss": rounded(loss, int(p.get("curve_digits", 4))),
                 "spikes": [[a, b] for a, b, _ in det.spikes],
                 "learning_step": None if det.learning_epoch is None else (det.learning_epoch - 1) * spe,
                 "steps": det.steps, "epochs": det.epochs, "optimizer": run.get("optimizer"),
@@ -382,7 +255,7 @@ class Training:
                     review = True
                     notes.append("another complete training from this section on gets a different verdict; staff will look")
                     break
-        saved = _saved_evidence(ctx, obs)
+        saved = saved_evidence(ctx, obs)
         if saved is not None and saved.spiky != det.spiky:
             review = True
             shown = "its printed per-epoch losses" if saved.source == "printed" else "its plotted loss curve"
@@ -419,7 +292,7 @@ class Training:
         got = [t for k, t in sorted(answer.tensors.items()) if k.startswith(f"r{run['index']}.init.")]
         if not got:
             out.append("the grader could not read the weights before the first training step")
-        elif not _same_multiset(got, list(ref_init.values())):
+        elif not same_multiset(got, list(ref_init.values())):
             out.append(f"the model does not start from the weights that {p.get('seed_call', 'the released seed')} "
                        "gives in the released notebook: the seed (or the random draws before the model is built) "
                        "was changed")
@@ -449,7 +322,7 @@ class Training:
 
     def _accuracy(self, item: Item, ctx: JudgeContext, obs: Observed, answer: Any):
         if obs.run is None:
-            return result(item, [SubResult("all", 0.0, item.points, _none_observed(item, obs))])
+            return result(item, [SubResult("all", 0.0, item.points, none_observed(item, obs))])
         priv = ctx.private.get(item.id)
         preds = obs.run.get("predictions") if type(obs.run.get("predictions")) is dict else {}
         entry = preds.get(str(obs.last_count))
@@ -488,7 +361,7 @@ class Training:
         evidence = p.get("evidence", {})
         found = {k: any(re.search(rx, code) for rx in v) for k, v in evidence.items()}
         if obs.run is None:
-            return result(item, [SubResult("all", 0.0, item.points, _none_observed(item, obs))])
+            return result(item, [SubResult("all", 0.0, item.points, none_observed(item, obs))])
         if images < need:
             return result(item, [SubResult("all", 0.0, item.points, f"presence check: {images} plot(s) after the "
                                             f"section's training cell in the grader's run, at least {need} expected")])
@@ -506,116 +379,3 @@ class Training:
                       message=what + " (content not judged)")
 
 
-# ---------------------------------------------------------------- reference data (trusted side)
-
-_POOLS: dict[tuple, BatchPool] = {}
-
-
-def _replay(item: Item, ctx: JudgeContext, run: dict, answer: Any, steps: list[int]) -> Replay | str:
-    """The judged steps' losses computed here from the weights the instrument handed back."""
-    p = item.params
-    traj = answer.tensors.get(f"r{run['index']}.traj")
-    shapes = run.get("shapes")
-    if traj is None:
-        return ("the weights before each step were not handed back (the training ran more steps "
-                "than the instrument keeps, or the instrument was disturbed)")
-    if type(shapes) is not list or not all(type(s) is list and all(type(d) is int and d >= 0 for d in s)
-                                           for s in shapes):
-        return "the instrument's record of the parameter shapes is not readable"
-    digests = run.get("digests") if type(run.get("digests")) is list else []
-    recorded = run.get("loss") if type(run.get("loss")) is list else []
-    limit = int(p.get("batch_pool", 4 * int(p.get("min_epochs", 1)) * int(p["steps_per_epoch"])))
-    key = (p["reference_batches"], str(ctx.reference_dir), limit)
-    if key not in _POOLS:
-        # The whole pool is generated once per machine (the stream is the same for every student).
-        state = reference_cache.cached(f"{p['reference_batches']} pool {limit}", ctx.reference_dir, ctx.cache_dir,
-                                       lambda: BatchPool(resolve(p["reference_batches"], ctx.reference_dir)(),
-                                                         limit).filled().state())
-        _POOLS[key] = BatchPool.from_state(state)
-    model = resolve(p["reference_model"], ctx.reference_dir)()
-    loss_fn = resolve(p["reference_loss"], ctx.reference_dir)
-    after = answer.tensors.get(f"r{run['index']}.after")
-    end = answer.tensors.get(f"r{run['index']}.end")
-    return replay(traj.float(), shapes, steps, recorded, digests, model, loss_fn, _POOLS[key],
-                  after=after.float() if after is not None else None,
-                  end=end.float() if end is not None else None)
-
-
-@dataclass
-class Stream:
-    first: torch.Tensor
-    prints: list[float]
-
-
-_STREAMS: dict[tuple, Stream] = {}
-
-
-def _generators(item: Item, reference_dir, data_seed: int | None = None):
-    make = resolve(item.params["reference_data"], reference_dir)
-    config = resolve(item.params["reference_config"], reference_dir)
-    if data_seed is not None:
-        config = dataclasses.replace(config, data_seed=data_seed)
-    return make(config=config)
-
-
-def reference_stream(item: Item, ctx: JudgeContext) -> Stream:
-    """The released training batches of the first ``stream_epochs`` epochs (test batches are
-    drawn from the same stream between epochs, as the notebook does)."""
-    import numpy as np
-    key = (item.params["reference_data"], item.params["reference_config"], str(ctx.reference_dir),
-           int(item.params.get("stream_epochs", 0)))
-    if key not in _STREAMS:
-        state = np.random.get_state()
-        try:
-            train, test = _generators(item, ctx.reference_dir)
-            prints, first = [], None
-            for _ in range(max(1, key[3])):
-                for b in range(len(train)):
-                    x = torch.from_numpy(np.asarray(train[b][0])).float()
-                    first = x if first is None else first
-                    prints.append(_fingerprint(x))
-                for b in range(len(test)):
-                    test[b]
-        finally:
-            np.random.set_state(state)
-        _STREAMS[key] = Stream(first, prints[: key[3] * len(train)])
-    return _STREAMS[key]
-
-
-def _fingerprint(x: torch.Tensor) -> float:
-    flat = x.reshape(-1).double()
-    return float((flat * torch.arange(1, flat.numel() + 1, dtype=torch.float64)).sum())
-
-
-def heldout(item: Item, seed: int, reference_dir) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fresh sequences of the section's task from another data seed; labels stay here."""
-    import numpy as np
-    held = item.params.get("heldout", {})
-    state = np.random.get_state()
-    try:
-        gen, _ = _generators(item, reference_dir, data_seed=item_seed(seed, item.id) % 2**31)
-        xs, ys = [], []
-        for b in range(int(held.get("batches", 16))):
-            x, y = gen[b]
-            xs.append(torch.from_numpy(np.asarray(x)).float())
-            ys.append(torch.from_numpy(np.asarray(y)).argmax(dim=1))
-    finally:
-        np.random.set_state(state)
-    return torch.cat(xs), torch.cat(ys).to(torch.int64)
-
-
-def _same_multiset(got: list[torch.Tensor], want: list[torch.Tensor]) -> bool:
-    if len(got) != len(want):
-        return False
-    left = list(want)
-    for g in got:
-        hit = next((i for i, w in enumerate(left) if tuple(w.shape) == tuple(g.shape)
-                    and torch.equal(w.to(g.dtype), g)), None)
-        if hit is None:
-            return False
-        left.pop(hit)
-    return True
-
-
-def _rounded(values: list, digits: int) -> list:
-    return [None if v is None or v != v else float(f"{v:.{digits}g}") for v in values]

@@ -1,0 +1,129 @@
+"""The training kind's reference data, on the trusted side: the released data stream (its batches,
+kept per machine, and the fingerprints of its first epochs), the replay of a recorded training's
+losses with the reference model, and held-out sequences for the accuracy item."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from grader import reference_cache
+from grader.checks.base import JudgeContext
+from grader.checks.common import item_seed, resolve
+from grader.checks.replay import BatchPool, Replay, replay
+from grader.items import Item
+
+
+_POOLS: dict[tuple, BatchPool] = {}
+
+
+def replay_run(item: Item, ctx: JudgeContext, run: dict, answer: Any, steps: list[int]) -> Replay | str:
+    """The judged steps' losses computed here from the weights the instrument handed back."""
+    p = item.params
+    traj = answer.tensors.get(f"r{run['index']}.traj")
+    shapes = run.get("shapes")
+    if traj is None:
+        return ("the weights before each step were not handed back (the training ran more steps "
+                "than the instrument keeps, or the instrument was disturbed)")
+    if type(shapes) is not list or not all(type(s) is list and all(type(d) is int and d >= 0 for d in s)
+                                           for s in shapes):
+        return "the instrument's record of the parameter shapes is not readable"
+    digests = run.get("digests") if type(run.get("digests")) is list else []
+    recorded = run.get("loss") if type(run.get("loss")) is list else []
+    limit = int(p.get("batch_pool", 4 * int(p.get("min_epochs", 1)) * int(p["steps_per_epoch"])))
+    key = (p["reference_batches"], str(ctx.reference_dir), limit)
+    if key not in _POOLS:
+        # The whole pool is generated once per machine (the stream is the same for every student).
+        state = reference_cache.cached(f"{p['reference_batches']} pool {limit}", ctx.reference_dir, ctx.cache_dir,
+                                       lambda: BatchPool(resolve(p["reference_batches"], ctx.reference_dir)(),
+                                                         limit).filled().state())
+        _POOLS[key] = BatchPool.from_state(state)
+    model = resolve(p["reference_model"], ctx.reference_dir)()
+    loss_fn = resolve(p["reference_loss"], ctx.reference_dir)
+    after = answer.tensors.get(f"r{run['index']}.after")
+    end = answer.tensors.get(f"r{run['index']}.end")
+    return replay(traj.float(), shapes, steps, recorded, digests, model, loss_fn, _POOLS[key],
+                  after=after.float() if after is not None else None,
+                  end=end.float() if end is not None else None)
+
+
+@dataclass
+class Stream:
+    first: torch.Tensor
+    prints: list[float]
+
+
+_STREAMS: dict[tuple, Stream] = {}
+
+
+def generators(item: Item, reference_dir, data_seed: int | None = None):
+    make = resolve(item.params["reference_data"], reference_dir)
+    config = resolve(item.params["reference_config"], reference_dir)
+    if data_seed is not None:
+        config = dataclasses.replace(config, data_seed=data_seed)
+    return make(config=config)
+
+
+def reference_stream(item: Item, ctx: JudgeContext) -> Stream:
+    """The released training batches of the first ``stream_epochs`` epochs (test batches are
+    drawn from the same stream between epochs, as the notebook does)."""
+    import numpy as np
+    key = (item.params["reference_data"], item.params["reference_config"], str(ctx.reference_dir),
+           int(item.params.get("stream_epochs", 0)))
+    if key not in _STREAMS:
+        state = np.random.get_state()
+        try:
+            train, test = generators(item, ctx.reference_dir)
+            prints, first = [], None
+            for _ in range(max(1, key[3])):
+                for b in range(len(train)):
+                    x = torch.from_numpy(np.asarray(train[b][0])).float()
+                    first = x if first is None else first
+                    prints.append(stream_fingerprint(x))
+                for b in range(len(test)):
+                    test[b]
+        finally:
+            np.random.set_state(state)
+        _STREAMS[key] = Stream(first, prints[: key[3] * len(train)])
+    return _STREAMS[key]
+
+
+def stream_fingerprint(x: torch.Tensor) -> float:
+    flat = x.reshape(-1).double()
+    return float((flat * torch.arange(1, flat.numel() + 1, dtype=torch.float64)).sum())
+
+
+def heldout(item: Item, seed: int, reference_dir) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fresh sequences of the section's task from another data seed; labels stay here."""
+    import numpy as np
+    held = item.params.get("heldout", {})
+    state = np.random.get_state()
+    try:
+        gen, _ = generators(item, reference_dir, data_seed=item_seed(seed, item.id) % 2**31)
+        xs, ys = [], []
+        for b in range(int(held.get("batches", 16))):
+            x, y = gen[b]
+            xs.append(torch.from_numpy(np.asarray(x)).float())
+            ys.append(torch.from_numpy(np.asarray(y)).argmax(dim=1))
+    finally:
+        np.random.set_state(state)
+    return torch.cat(xs), torch.cat(ys).to(torch.int64)
+
+
+def same_multiset(got: list[torch.Tensor], want: list[torch.Tensor]) -> bool:
+    if len(got) != len(want):
+        return False
+    left = list(want)
+    for g in got:
+        hit = next((i for i, w in enumerate(left) if tuple(w.shape) == tuple(g.shape)
+                    and torch.equal(w.to(g.dtype), g)), None)
+        if hit is None:
+            return False
+        left.pop(hit)
+    return True
+
+
+def rounded(values: list, digits: int) -> list:
+    return [None if v is None or v != v else float(f"{v:.{digits}g}") for v in values]
