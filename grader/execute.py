@@ -22,7 +22,9 @@ from grader.devices import kernel_env
 from grader.environment import install_code
 from grader.sandbox import KERNEL_NAME, PROBE_MOUNT, Sandbox, SandboxError
 from grader.hidden_cells import run_hidden
-from grader.kernel_client import (MAX_IMAGE_CHARS_TOTAL, MAX_IMAGES_PER_CELL, MEMORY_POLL_S, TEXT_CELLS_BUDGET, BoundedClient, cell_source, clean_reply, short_text, trim_traceback)
+from grader.kernel_client import (MAX_IMAGE_CHARS_TOTAL, MAX_IMAGES_PER_CELL, MEMORY_POLL_S, TEXT_CELLS_BUDGET,
+                                  BoundedClient, cell_source, short_text, trim_traceback)
+from grader.kernel_messages import clean_reply
 from grader.kernel_files import DISK_POLL_S, clear_dir, copy_probe_answers, watch_disk
 from grader.run_outcome import outcome
 from grader.run_types import CellResult, ExecSettings, NotebookRun, ProbeRequest, ProbeResult, RunState

@@ -7,7 +7,7 @@ import time
 
 from nbclient import NotebookClient
 
-from grader.kernel_client import bounded_text
+from grader.kernel_messages import bounded_text
 
 
 # ---------------------------------------------------------------- hidden cells

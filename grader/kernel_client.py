@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
-import os
 import queue
 import re
 import threading
@@ -14,11 +12,11 @@ from typing import Any
 import nbformat
 import zmq
 import zmq.utils.monitor
-from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+from grader.kernel_messages import clean_message, json_size, limit_context, limited_client_class, mb, rss_bytes
 from grader.run_types import GRADER_MEMORY_MB, MAX_MESSAGE_MB
 
 
@@ -26,15 +24,10 @@ MAX_IMAGES_PER_CELL = 50
 MAX_IMAGE_CHARS = 4_000_000          # base64 characters of one image
 MAX_IMAGE_CHARS_TOTAL = 20_000_000   # base64 characters of all images kept from one notebook
 TEXT_CELLS_BUDGET = 50               # text kept from one notebook: this many cells' worth
-MAX_TRACEBACK_LINES = 200
 MEMORY_POLL_S = 0.01
-CLIENT_RCVHWM = 4                    # messages queued per socket before the kernel must wait
 MAX_OUTPUTS = 10_000                 # outputs kept from one notebook
 MAX_OUTPUTS_PER_CELL = 1000
 MAX_ERRORS_PER_CELL = 3
-MAX_MIME_KEYS = 20
-MAX_METADATA_CHARS = 10_000
-MAX_REPLY_CHUNKS = 2000             # traceback chunks of an execute reply that are read
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -111,8 +104,8 @@ class BoundedClient(NotebookClient):
         self._monitored: list[Any] = []
         self._memory_stop = threading.Event()
         # The manager's own control socket (interrupts, shutdown) and the client's sockets.
-        _limit_context(km.context, self.max_message_bytes)
-        km.client_factory = _limited_client_class(self.max_message_bytes)
+        limit_context(km.context, self.max_message_bytes)
+        km.client_factory = limited_client_class(self.max_message_bytes)
         self.begin_cell()
 
     # -- the limits in transit
@@ -132,7 +125,7 @@ class BoundedClient(NotebookClient):
             monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             self._monitored.append((sock, monitor))
             self._guard_tasks.append(asyncio.ensure_future(self._watch_socket(name, monitor)))
-        baseline = _rss_bytes()
+        baseline = rss_bytes()
         if baseline is not None:
             threading.Thread(target=self._watch_memory, args=(baseline,), daemon=True,
                              name="grader-message-memory").start()
@@ -150,7 +143,7 @@ class BoundedClient(NotebookClient):
                 # A kernel that exits closes its connections too; it is not alive a moment later.
                 await asyncio.sleep(1.0)
                 if await self.km.is_alive() and self._violated(
-                        f"the notebook sent a message larger than {_mb(self.max_message_bytes)} to the "
+                        f"the notebook sent a message larger than {mb(self.max_message_bytes)} to the "
                         f"grader (on the kernel's {channel} channel)", cell):
                     await asyncio.to_thread(self._stop_kernel)
                 return
@@ -159,9 +152,9 @@ class BoundedClient(NotebookClient):
 
     def _watch_memory(self, baseline: int) -> None:
         while not self._memory_stop.wait(MEMORY_POLL_S):
-            rss = _rss_bytes()
+            rss = rss_bytes()
             if rss is not None and rss - baseline > self.memory_budget_bytes:
-                if self._violated(f"the notebook's messages took more than {_mb(self.memory_budget_bytes)} "
+                if self._violated(f"the notebook's messages took more than {mb(self.memory_budget_bytes)} "
                                   "of the grader's memory", self.current_index):
                     self._stop_kernel()
                 return
@@ -229,7 +222,7 @@ class BoundedClient(NotebookClient):
         self._tail_chars = 0
 
     def process_message(self, msg: dict, cell: nbformat.NotebookNode, cell_index: int) -> Any:
-        clean = _clean_message(msg)
+        clean = clean_message(msg)
         if clean is None:
             return None
         return super().process_message(clean, cell, cell_index)
@@ -262,7 +255,7 @@ class BoundedClient(NotebookClient):
         for key in [k for k in data if not k.startswith("image/")]:
             value = data[key]
             if not isinstance(value, str):
-                size = _json_size(value)
+                size = json_size(value)
                 if size > self._max_chars or self._text_left <= 0:
                     del data[key]           # a JSON value is kept whole or not at all
                     self._dropped_chars += size
@@ -351,116 +344,3 @@ class BoundedClient(NotebookClient):
         self.begin_cell()
 
 
-# ---------------------------------------------------------------- what the kernel sends
-
-_KEPT_MESSAGES = frozenset({"status", "execute_input", "clear_output", "stream", "display_data",
-                            "execute_result", "update_display_data", "error"})
-
-
-def bounded_text(value: Any, n: int) -> str:
-    return value[:n] if isinstance(value, str) else ""
-
-
-def _json_size(value: Any) -> int:
-    try:
-        return len(json.dumps(value))
-    except (TypeError, ValueError, RecursionError):
-        return 1 << 62
-
-
-def _mb(n: int) -> str:
-    return f"{n / 2**20:g} MB"
-
-
-def _clean_message(msg: dict) -> dict | None:
-    """An iopub message as the grader uses it, or None for one it does not keep (widgets, unknown
-    types): rebuilt from known fields only, each of a bounded size or type, so what the kernel
-    adds (huge metadata, names, counts, buffers) is not kept."""
-    msg_type = msg.get("msg_type")
-    content = msg.get("content")
-    if msg_type not in _KEPT_MESSAGES or not isinstance(content, dict):
-        return None
-    out: dict[str, Any] = {}
-    if msg_type == "status":
-        state = content.get("execution_state")
-        out["execution_state"] = state if state in ("busy", "idle", "starting") else "busy"
-    elif msg_type == "clear_output":
-        out["wait"] = bool(content.get("wait"))
-    elif msg_type == "stream":
-        out["name"] = "stderr" if content.get("name") == "stderr" else "stdout"
-        out["text"] = content.get("text") if isinstance(content.get("text"), str) else ""
-    elif msg_type == "error":
-        tb = content.get("traceback")
-        tb = [line for line in tb if isinstance(line, str)] if isinstance(tb, list) else []
-        if len(tb) > MAX_TRACEBACK_LINES:
-            tb = tb[:20] + ["..."] + tb[-(MAX_TRACEBACK_LINES - 21):]
-        out.update(ename=bounded_text(content.get("ename"), 200), evalue=bounded_text(content.get("evalue"), 5000),
-                   traceback=[line[:5000] for line in tb])
-    elif msg_type != "execute_input":   # display_data, execute_result, update_display_data
-        data = content.get("data")
-        out["data"] = ({k: v for k, v in list(data.items())[:MAX_MIME_KEYS] if isinstance(k, str) and len(k) <= 100}
-                       if isinstance(data, dict) else {})
-        meta = content.get("metadata")
-        out["metadata"] = meta if isinstance(meta, dict) and _json_size(meta) <= MAX_METADATA_CHARS else {}
-        transient = content.get("transient")
-        display_id = transient.get("display_id") if isinstance(transient, dict) else None
-        if isinstance(display_id, str) and len(display_id) <= 200:
-            out["transient"] = {"display_id": display_id}
-    count = content.get("execution_count")
-    if msg_type == "execute_result":
-        out["execution_count"] = count if type(count) is int else None
-    elif msg_type == "execute_input" and type(count) is int:
-        out["execution_count"] = count
-    parent = msg.get("parent_header")
-    header = msg.get("header")
-    msg_id = header.get("msg_id") if isinstance(header, dict) else None
-    return {"msg_type": msg_type, "content": out, "metadata": {}, "buffers": [],
-            "header": {"msg_type": msg_type, "msg_id": bounded_text(msg_id, 200)},
-            "parent_header": {"msg_id": parent.get("msg_id")} if isinstance(parent, dict) else {}}
-
-
-def clean_reply(content: Any) -> dict:
-    """What the grader reads of a cell's execute_reply."""
-    if not isinstance(content, dict):
-        return {}
-    tb = content.get("traceback")
-    tb = [line[:20000] for line in tb if isinstance(line, str)] if isinstance(tb, list) else []
-    cut = len(tb) > MAX_REPLY_CHUNKS
-    if cut:
-        tb = tb[:100] + ["..."] + tb[-(MAX_REPLY_CHUNKS - 101):]
-    count = content.get("execution_count")
-    return {"status": bounded_text(content.get("status"), 20), "ename": bounded_text(content.get("ename"), 1000),
-            "evalue": bounded_text(content.get("evalue"), 20000), "traceback": tb, "traceback_cut": cut,
-            "execution_count": count if type(count) is int else None}
-
-
-def _limit_context(ctx: Any, max_bytes: int) -> None:
-    """Sockets made from ``ctx`` from now on read no message frame beyond ``max_bytes`` (ZMQ
-    checks the size before reading and drops the connection of the peer that sent it) and
-    queue few messages before the sender must wait."""
-    ctx.setsockopt(zmq.MAXMSGSIZE, int(max_bytes))
-    ctx.setsockopt(zmq.RCVHWM, CLIENT_RCVHWM)
-
-
-def _limited_client_class(max_bytes: int) -> type:
-    class LimitedKernelClient(AsyncKernelClient):
-        def _context_default(self) -> Any:
-            ctx = super()._context_default()
-            _limit_context(ctx, max_bytes)
-            return ctx
-    return LimitedKernelClient
-
-
-try:
-    _PAGE = os.sysconf("SC_PAGE_SIZE")
-except (ValueError, OSError, AttributeError):
-    _PAGE = 4096
-
-
-def _rss_bytes() -> int | None:
-    """The grader's resident memory now."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return None
