@@ -41,8 +41,8 @@ from typing import Any
 import torch
 
 from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
-from grader.checks.common import (Params, encode, item_seed, load_answer, need_reference, need_target,
-                                  plan_facets, resolve, trim)
+from grader.checks.common import Params, item_seed, need_reference, need_target, plan_facets, resolve
+from grader.checks.answers import encode, load_answer, trim
 from grader.checks.compare import Tolerance, compare
 from grader.items import Item
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from grader.checks.common import Built, LossOf, ParamsOf, Params, detach, instantiate, observe, trim
+from grader.checks.common import Built, LossOf, ParamsOf, Params, detach, instantiate, observe
+from grader.checks.answers import trim
 from grader.checks.compare import MISSING, Tolerance, Verdict, compare
 from grader.items import Item
 from grader.probe.wire import leaves

@@ -35,8 +35,9 @@ import torch
 from grader.checks import fingerprint
 from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
 from grader.checks.cases import applies, compare_cases, run_reference, tolerance
-from grader.checks.common import (Facet, Params, check_value_spec, encode, item_seed, load_answer,
-                                  make_value, need_reference, need_target, plan_facets, resolve)
+from grader.checks.common import (Facet, Params, check_value_spec, item_seed, make_value, need_reference, need_target,
+                                  plan_facets, resolve)
+from grader.checks.answers import encode, load_answer
 from grader.items import Item
 from grader.probe.wire import leaves
 

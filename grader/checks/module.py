@@ -40,9 +40,9 @@ import torch
 from grader.checks import fingerprint
 from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
 from grader.checks.cases import tolerance
-from grader.checks.common import (Params, check_value_spec, clone_value, detach, encode, item_seed,
-                                  load_answer, make_args, make_value, need_reference, need_target, plan_facets,
-                                  resolve, trim)
+from grader.checks.common import (Params, check_value_spec, clone_value, detach, item_seed, make_args, make_value,
+                                  need_reference, need_target, plan_facets, resolve)
+from grader.checks.answers import encode, load_answer, trim
 from grader.checks.compare import MISSING, Tolerance, Verdict, compare
 from grader.items import Item
 from grader.probe.wire import leaves

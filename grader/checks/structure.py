@@ -31,8 +31,8 @@ import re
 import torch
 
 from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
-from grader.checks.common import (Params, check_value_spec, item_seed, load_answer, make_args, make_value,
-                                  need_target, plan_facets, trim)
+from grader.checks.common import Params, check_value_spec, item_seed, make_args, make_value, need_target, plan_facets
+from grader.checks.answers import load_answer, trim
 from grader.checks.compare import Verdict, compare
 from grader.items import Item
 
@@ -94,7 +94,7 @@ class Structure:
         extra = {f"extra{i}": make_value(e, gen) for i, e in enumerate(item.params.get("extra_inputs", []))}
         alts = {f"alt{i}": make_value(e, gen) for i, e in enumerate(item.params.get("alternative_inputs", []))}
         torch.save({"input": x, **extra, **alts}, plan.in_dir / f"{item.id}.pt")
-        from grader.checks.common import encode
+        from grader.checks.answers import encode
         scratch: dict = {}
         return [{"action": "structure", "item": item.id, "target": item.target,
                  "seed": item_seed(plan.seed, item.id, "probe") % 2**31,

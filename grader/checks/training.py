@@ -45,7 +45,8 @@ from typing import Any
 import torch
 
 from grader.checks.base import JudgeContext, PlanContext, SubResult, not_run, result
-from grader.checks.common import Params, load_answer, resolve
+from grader.checks.common import Params, resolve
+from grader.checks.answers import load_answer
 from grader.checks.gating import required
 from grader.checks.notebook_text import read_cells
 from grader.checks.training_reference import (heldout, reference_stream, replay_run, rounded,
