@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from grader.environment import Package, parse_packages
 from grader.items import Fingerprint, Item, RubricError, Subcheck
+from grader.toml_table import REQUIRED, Table, top_table
 
 PART_KINDS = ("pdf", "notebook")
 PENALTY_RULES = ("sum_capped",)
@@ -156,80 +157,6 @@ class Rubric:
         return sum(p.extra_credit for p in self.parts)
 
 
-_REQUIRED = object()
-
-
-class _Table:
-    """A TOML table that remembers where it is, so errors can name the full key."""
-
-    def __init__(self, data: Any, where: str):
-        if not isinstance(data, dict):
-            raise RubricError(f"{where}: expected a table, got {type(data).__name__}")
-        self.data = data
-        self.where = where
-        self.used: set[str] = set()
-
-    def _get(self, key: str, types: tuple[type, ...], what: str, default: Any) -> Any:
-        self.used.add(key)
-        if key not in self.data:
-            if default is _REQUIRED:
-                raise RubricError(f"{self.where}.{key}: missing; expected {what}")
-            return default
-        value = self.data[key]
-        # bool is an int subclass; a number field must not accept true/false.
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise RubricError(f"{self.where}.{key}: expected {what}, got {value!r}")
-        return value
-
-    def str(self, key: str, default: Any = None) -> str:
-        return self._get(key, (str,), "a string", default)
-
-    def num(self, key: str, default: Any = None, minimum: float = 0) -> float:
-        value = self._get(key, (int, float), "a number", default)
-        if value is not None and value < minimum:
-            raise RubricError(f"{self.where}.{key}: expected a number >= {minimum}, got {value!r}")
-        return value
-
-    def bool(self, key: str, default: Any = None) -> bool:
-        return self._get(key, (bool,), "true or false", default)
-
-    def strs(self, key: str, default: Any = ()) -> tuple[str, ...]:
-        value = self._get(key, (list,), "a list of strings", default)
-        if not all(isinstance(v, str) for v in value):
-            raise RubricError(f"{self.where}.{key}: expected a list of strings, got {value!r}")
-        return tuple(value)
-
-    def table(self, key: str, default: dict | None = None) -> "_Table":
-        self.used.add(key)
-        if key not in self.data:
-            if default is None:
-                raise RubricError(f"{self.where}.{key}: missing; expected a table")
-            return _Table(default, f"{self.where}.{key}")
-        return _Table(self.data[key], f"{self.where}.{key}" if self.where else key)
-
-    def tables(self, key: str) -> list["_Table"]:
-        value = self._get(key, (list,), "an array of tables ([[...]])", [])
-        return [_Table(v, f"{self.where}.{key}[{i}]" if self.where else f"{key}[{i}]")
-                for i, v in enumerate(value)]
-
-    def one_of(self, key: str, choices: tuple[str, ...], default: Any = None) -> str:
-        value = self.str(key, default)
-        if value not in choices:
-            raise RubricError(f"{self.where}.{key}: expected one of {', '.join(choices)}; got {value!r}")
-        return value
-
-    def no_unknown_keys(self, also: tuple[str, ...] = ()) -> None:
-        unknown = set(self.data) - self.used - set(also)
-        if unknown:
-            raise RubricError(f"{self.where}: unknown key(s) {', '.join(sorted(unknown))}")
-
-
-def _top(data: dict, key: str) -> _Table:
-    if key not in data:
-        raise RubricError(f"[{key}]: missing table")
-    return _Table(data[key], key)
-
-
 def load_rubric(path: Path | str, kinds: Mapping[str, Any] | None = None) -> Rubric:
     """Load ``path`` and validate it against ``kinds`` (name -> check kind, each validating its
     own items' params); by default the grader's registry, ``grader.checks.KINDS``. The check
@@ -247,8 +174,8 @@ def load_rubric(path: Path | str, kinds: Mapping[str, Any] | None = None) -> Rub
         from grader.checks import KINDS as kinds
     known_kinds = tuple(kinds)
 
-    a = _top(data, "assignment")
-    name = a.str("name", _REQUIRED)
+    a = top_table(data, "assignment")
+    name = a.str("name", REQUIRED)
     title = a.str("title", name)
     reference_dir = (path.parent / a.str("reference_dir", ".")).resolve()
     if not reference_dir.is_dir():
@@ -263,13 +190,13 @@ def load_rubric(path: Path | str, kinds: Mapping[str, Any] | None = None) -> Rub
         datasets.append((key, value))
     a.no_unknown_keys()
 
-    d = _top(data, "deadline")
-    tzname = d.str("timezone", _REQUIRED)
+    d = top_table(data, "deadline")
+    tzname = d.str("timezone", REQUIRED)
     try:
         tz = ZoneInfo(tzname)
     except (ZoneInfoNotFoundError, ValueError):
         raise RubricError(f"deadline.timezone: unknown time zone {tzname!r}; expected e.g. \"America/New_York\"") from None
-    due_text = d.str("due", _REQUIRED)
+    due_text = d.str("due", REQUIRED)
     try:
         due = datetime.fromisoformat(due_text)
     except ValueError:
@@ -278,7 +205,7 @@ def load_rubric(path: Path | str, kinds: Mapping[str, Any] | None = None) -> Rub
     deadline = Deadline(due, tzname, d.num("late_window_hours", 24), d.num("late_penalty_pct", 20))
     d.no_unknown_keys()
 
-    p = _top(data, "penalties")
+    p = top_table(data, "penalties")
     penalties = Penalties(p.one_of("rule", PENALTY_RULES, "sum_capped"),
                           p.num("naming_pct", 10), p.num("not_executable_pct", 20))
     for key in ("naming_pct", "not_executable_pct"):
@@ -286,7 +213,7 @@ def load_rubric(path: Path | str, kinds: Mapping[str, Any] | None = None) -> Rub
             raise RubricError(f"penalties.{key}: expected a percentage between 0 and 100")
     p.no_unknown_keys()
 
-    i = _Table(data.get("intake", {}), "intake")
+    i = Table(data.get("intake", {}), "intake")
     intake = IntakeSettings(
         ignore=i.strs("ignore", ("__MACOSX/*", ".DS_Store", "*/.DS_Store", "._*", "*/._*", "Thumbs.db",
                                  "desktop.ini", ".ipynb_checkpoints/*", "*/.ipynb_checkpoints/*")),
@@ -298,7 +225,7 @@ def load_rubric(path: Path | str, kinds: Mapping[str, Any] | None = None) -> Rub
     )
     i.no_unknown_keys()
 
-    e = _Table(data.get("execution", {}), "execution")
+    e = Table(data.get("execution", {}), "execution")
     execution = ExecutionSettings(
         cell_timeout_s=e.num("cell_timeout_s", 600),
         notebook_timeout_s=e.num("notebook_timeout_s", 1800),
@@ -322,22 +249,22 @@ def load_rubric(path: Path | str, kinds: Mapping[str, Any] | None = None) -> Rub
     e.no_unknown_keys()
 
     parts = []
-    for t in _Table(data, "").tables("parts"):
+    for t in Table(data, "").tables("parts"):
         env = t.table("env", {})
         for k, v in env.data.items():
             if not isinstance(v, str):
                 raise RubricError(f"{t.where}.env.{k}: expected a string, got {v!r}")
         mounts = []
         for m in t.tables("mounts"):
-            target = m.str("target", _REQUIRED)
+            target = m.str("target", REQUIRED)
             if not _safe_inside(target):
                 raise RubricError(f"{m.where}.target: expected an absolute path inside the sandbox or a folder "
                                   f"name beside the notebook (e.g. \"data_folder\"), got {target!r}")
-            mounts.append(Mount(m.str("source", _REQUIRED), target))
+            mounts.append(Mount(m.str("source", REQUIRED), target))
             m.no_unknown_keys()
         captures = []
         for c in t.tables("captures"):
-            cap = Capture(c.str("name", _REQUIRED), c.str("call", _REQUIRED), c.str("fallback"))
+            cap = Capture(c.str("name", REQUIRED), c.str("call", REQUIRED), c.str("fallback"))
             for key in ("name", "call", "fallback"):
                 value = getattr(cap, key)
                 if value is not None and not value.isidentifier():
@@ -348,7 +275,7 @@ def load_rubric(path: Path | str, kinds: Mapping[str, Any] | None = None) -> Rub
         reseed = None
         if "reseed" in t.data:
             r = t.table("reseed")
-            reseed = Reseed(r.str("before", _REQUIRED), int(r.num("seed", 0)))
+            reseed = Reseed(r.str("before", REQUIRED), int(r.num("seed", 0)))
             try:
                 re.compile(reseed.before)
             except re.error:
@@ -359,8 +286,8 @@ def load_rubric(path: Path | str, kinds: Mapping[str, Any] | None = None) -> Rub
             if entry.startswith("/") or not _safe_inside(entry):
                 raise RubricError(f"{t.where}.python_path: expected folders beside the notebook (e.g. \"res\"), "
                                   f"got {entry!r}")
-        part = Part(id=t.str("id", _REQUIRED), file=t.str("file", _REQUIRED),
-                    kind=t.one_of("kind", PART_KINDS, "notebook"), points=t.num("points", _REQUIRED),
+        part = Part(id=t.str("id", REQUIRED), file=t.str("file", REQUIRED),
+                    kind=t.one_of("kind", PART_KINDS, "notebook"), points=t.num("points", REQUIRED),
                     extra_credit=t.num("extra_credit", 0), support=t.strs("support"),
                     env=tuple(sorted(env.data.items())), mounts=tuple(mounts), python_path=python_path,
                     captures=tuple(captures), reseed=reseed)
@@ -382,22 +309,22 @@ def load_rubric(path: Path | str, kinds: Mapping[str, Any] | None = None) -> Rub
 
     part_ids = {p.id for p in parts}
     items = []
-    for t in _Table(data, "").tables("items"):
-        kind = t.str("kind", _REQUIRED)
+    for t in Table(data, "").tables("items"):
+        kind = t.str("kind", REQUIRED)
         if kind not in known_kinds:
             raise RubricError(f"{t.where}.kind: unknown check kind {kind!r}; expected one of {', '.join(known_kinds)}")
-        part_id = t.str("part", _REQUIRED)
+        part_id = t.str("part", REQUIRED)
         if part_id not in part_ids:
             raise RubricError(f"{t.where}.part: {part_id!r} is not a declared part ({', '.join(sorted(part_ids))})")
         params = t.table("params", {}).data
-        points = t.num("points", _REQUIRED)
+        points = t.num("points", REQUIRED)
         reference = t.str("reference")
         if reference is not None and reference != "" and not _is_ref(reference):
             raise RubricError(f"{t.where}.reference: expected \"package.module:name\", got {reference!r}")
         subchecks = _subchecks(t, points)
         fingerprints = _fingerprints(t, subchecks)
-        items.append(Item(id=t.str("id", _REQUIRED), part=part_id, kind=kind,
-                          title=t.str("title", _REQUIRED), points=points,
+        items.append(Item(id=t.str("id", REQUIRED), part=part_id, kind=kind,
+                          title=t.str("title", REQUIRED), points=points,
                           extra=t.bool("extra", False), target=t.str("target"), params=params,
                           reference=reference or None, subchecks=subchecks, fingerprints=fingerprints,
                           where=t.where, release=t.one_of("release", RELEASE_EXPECTATIONS, "zero"),
@@ -421,7 +348,7 @@ def load_rubric(path: Path | str, kinds: Mapping[str, Any] | None = None) -> Rub
         if items and abs(extra - part.extra_credit) > 1e-9:
             raise RubricError(f"extra items of part {part.id!r}: points sum to {extra:g}, "
                               f"expected parts.extra_credit = {part.extra_credit:g}")
-    _Table(data, "").no_unknown_keys(also=("assignment", "deadline", "penalties", "intake", "execution", "parts", "items"))
+    Table(data, "").no_unknown_keys(also=("assignment", "deadline", "penalties", "intake", "execution", "parts", "items"))
 
     return Rubric(name=name, title=title, path=path, digest=hashlib.sha256(raw).hexdigest(),
                   reference_dir=reference_dir, reference_package=reference_package,
@@ -430,7 +357,7 @@ def load_rubric(path: Path | str, kinds: Mapping[str, Any] | None = None) -> Rub
                   execution=execution, parts=tuple(parts), items=tuple(items))
 
 
-def _packages(e: _Table) -> tuple[Package, ...]:
+def _packages(e: Table) -> tuple[Package, ...]:
     try:
         return parse_packages(e.strs("packages"))
     except ValueError as err:
@@ -448,13 +375,13 @@ def _is_ref(value: str) -> bool:
         all(p.isidentifier() for p in name.split("."))
 
 
-def _subchecks(t: _Table, points: float) -> tuple[Subcheck, ...]:
+def _subchecks(t: Table, points: float) -> tuple[Subcheck, ...]:
     subs = []
     for s in t.tables("subchecks"):
-        name = s.str("name", _REQUIRED)
+        name = s.str("name", REQUIRED)
         if not name or any(c.isspace() for c in name):
             raise RubricError(f"{s.where}.name: expected a name without spaces, got {name!r}")
-        subs.append(Subcheck(name, s.num("points", _REQUIRED), s.str("what", "")))
+        subs.append(Subcheck(name, s.num("points", REQUIRED), s.str("what", "")))
         s.no_unknown_keys()
     _unique([s.name for s in subs], f"{t.where}.subchecks[].name")
     if subs and abs(sum(s.points for s in subs) - points) > 1e-9:
@@ -463,19 +390,19 @@ def _subchecks(t: _Table, points: float) -> tuple[Subcheck, ...]:
     return tuple(subs)
 
 
-def _fingerprints(t: _Table, subs: tuple[Subcheck, ...]) -> tuple[Fingerprint, ...]:
+def _fingerprints(t: Table, subs: tuple[Subcheck, ...]) -> tuple[Fingerprint, ...]:
     out = []
     names = {s.name for s in subs}
     for f in t.tables("fingerprints"):
         key = "variant" if "variant" in f.data or "name" not in f.data else "name"
-        variant = f.str(key, _REQUIRED)
+        variant = f.str(key, REQUIRED)
         if not _is_ref(variant):
             raise RubricError(f"{f.where}.{key}: expected \"package.module:name\", got {variant!r}")
         only = f.strs("subchecks")
         for n in only:
             if n not in names:
                 raise RubricError(f"{f.where}.subchecks: {n!r} is not a sub-check of this item")
-        out.append(Fingerprint(variant, f.str("message", _REQUIRED), only))
+        out.append(Fingerprint(variant, f.str("message", REQUIRED), only))
         f.no_unknown_keys()
     return tuple(out)
 
