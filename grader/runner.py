@@ -11,7 +11,6 @@ import importlib
 import fcntl
 import json
 import os
-import re
 import secrets
 import shutil
 import sys
@@ -27,20 +26,17 @@ from grader import devices, limits as limits_stage, overrides
 from grader.cache import cached_execute, run_key
 from grader.checks import KINDS, ItemResult, JudgeContext
 from grader.checks.base import not_run
-from grader.items import SubResult
 from grader.checks.gating import apply_requires
 from grader.diagnose import diagnose, excused_cells
 from grader.execute import ExecSettings, NotebookRun, ProbeRequest, execute_notebook
 from grader.intake import IntakePolicy, IntakeResult, intake
 from grader.record import Record, safe_key, to_jsonable, zip_key
-from grader.reference_cache import reference_digest
-from grader.planning import item_json, plan_part, tree_digest
-from grader.probe import wire
-from grader.rubric import Item, Part, Rubric
+from grader.planning import plan_part, tree_digest
+from grader.rubric import Part, Rubric
 from grader.score import Penalty, score
+from grader.judging import judge
+from grader.kernel_code import PROBE_CODE, capture_prelude, reseed_cells
 
-# The probe after the notebook, loaded from its file (grader/probe/wire.py: never by name).
-PROBE_CODE = wire.loader_code("kernel_probe.py", "_gm.run_plan('/grader/in/plan.json', '/grader/out')")
 
 
 @dataclass
@@ -307,7 +303,7 @@ def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Reco
         if not executable(run, rubric.execution.test_failures, excused_cells(notes)):
             not_executable.append(f"{part.file}: {run.message}")
         t0 = time.monotonic()
-        found = [_judge(i, ctx, key, rubric, staff, record, previous) for i in part_items]
+        found = [judge(i, ctx, key, rubric, staff, record, previous) for i in part_items]
         items += apply_requires(part_items, found)
         if run.probe is not None:
             record.timing[f"{part.id}_probe_s"] = round(run.probe.seconds, 3)
@@ -400,79 +396,6 @@ def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSetting
                        private=plan.private() if plan is not None else {},
                        plan_s=plan_s, cache_dir=settings.cache_dir)
     return run, ctx, key
-
-
-_CODE: dict[str, str] = {}
-
-
-def judging_code_digest(reference_dir: Path | None) -> str:
-    """What any item's judgement depends on besides its entry and its run: the check kinds'
-    code and the reference package."""
-    ref = str(reference_dir)
-    if ref not in _CODE:
-        h = hashlib.sha256(tree_digest(Path(__file__).resolve().parent / "checks").encode())
-        if reference_dir is not None and Path(reference_dir).is_dir():
-            h.update(reference_digest(Path(reference_dir)).encode())
-        _CODE[ref] = h.hexdigest()
-    return _CODE[ref]
-
-
-def judge_digest(item: Item, part: Part | None, key: str, staff: dict[str, float], reference_dir) -> str:
-    return hashlib.sha256(json.dumps([item_json(item), str(part), key, staff.get(item.id),
-                                      judging_code_digest(reference_dir)]).encode()).hexdigest()
-
-
-def _judge(item: Item, ctx: JudgeContext, key: str, rubric: Rubric, staff: dict[str, float],
-           record: Record, previous: Record | None) -> ItemResult:
-    """The item's own finding (before gating): the previous record's when its digest is the same,
-    else judged now. Kept in ``record.judged``."""
-    digest = judge_digest(item, next((p for p in rubric.parts if p.id == item.part), None), key, staff,
-                          rubric.reference_dir)
-    old = previous.judged.get(item.id) if previous is not None else None
-    found = None
-    if old is not None and old.get("digest") == digest:
-        try:
-            found = result_from_json(old["result"])
-        except (KeyError, TypeError):
-            found = None
-    if found is None:
-        found = KINDS[item.kind].judge(item, ctx)
-    record.judged[item.id] = {"digest": digest, "result": to_jsonable(found)}
-    return found
-
-
-def result_from_json(data: dict) -> ItemResult:
-    fields = dict(data)
-    subs = [SubResult(**s) for s in fields.pop("subchecks", [])]
-    return ItemResult(**fields, subchecks=subs)
-
-
-RESEED_CODE = ("import random as _gr, numpy as _gn, torch as _gt\n"
-               "_gr.seed({seed}); _gn.random.seed({seed}); _gt.manual_seed({seed})\n"
-               "del _gr, _gn, _gt\n")
-
-
-def reseed_cells(part: Part, nb_path: Path) -> dict[int, str]:
-    """{notebook cell index: hidden reseed} for the part's ``reseed`` (rubric), from the code as
-    submitted: the first code cell matching ``reseed.before``."""
-    if part.reseed is None:
-        return {}
-    from grader.checks.notebook_text import read_cells
-    try:
-        cells = read_cells(nb_path)
-    except Exception:
-        return {}
-    rx = re.compile(part.reseed.before, re.MULTILINE)
-    hit = next((c.index for c in cells if c.kind == "code" and rx.search(c.source)), None)
-    return {} if hit is None else {hit: RESEED_CODE.format(seed=int(part.reseed.seed))}
-
-
-def capture_prelude(captures) -> str:
-    """Install grader/probe/capture.py hidden before the first cell; loaded from its file, so a
-    module a notebook plants under that name is not what runs."""
-    specs = json.dumps([{"name": c.name, "call": c.call, "fallback": c.fallback} for c in captures])
-    return wire.loader_code("capture.py", f"_gm.install(_gj.loads({specs!r}))", register_as="_grader_capture",
-                            imports="json as _gj")
 
 
 def _prelude(item) -> str | None:

@@ -321,7 +321,7 @@ def _capture_probe(names):
 
 def test_trained_objects_are_captured_as_the_templates_tests_see_them(tmp_path):
     from grader.rubric import Capture
-    from grader.runner import capture_prelude
+    from grader.kernel_code import capture_prelude
     prelude = capture_prelude((Capture("fixed", "test_model", "model"), Capture("variable", "test_variable", "model"),
                                Capture("same_cell", "check", "net")))
     cells = ["class M:\n    def __init__(self, tag): self.tag = tag",
@@ -348,7 +348,7 @@ def test_trained_objects_are_captured_as_the_templates_tests_see_them(tmp_path):
 def test_hidden_code_before_a_cell_reseeds_whatever_earlier_cells_drew(tmp_path):
     """The rubric's reseed (parts[].reseed) runs hidden just before the matching cell: what that
     cell draws is the same however many numbers the cells before it took."""
-    from grader.runner import RESEED_CODE
+    from grader.kernel_code import RESEED_CODE
     draw = "import torch, random, numpy\nresult = [torch.rand(1).item(), random.random(), numpy.random.rand()]\n" \
            "open('drawn.json', 'w').write(__import__('json').dumps(result))"
     got = []

@@ -143,7 +143,7 @@ def _probe_code() -> str:
 
 def _captures() -> str:
     from grader.rubric import load_rubric
-    from grader.runner import capture_prelude
+    from grader.kernel_code import capture_prelude
     return capture_prelude(load_rubric(REPO / "rubrics" / "hw2.toml").part("hw2_rnn").captures)
 
 

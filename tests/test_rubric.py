@@ -91,7 +91,7 @@ def test_missing_file(tmp_path):
 def test_reseed_finds_the_first_matching_code_cell_of_the_notebook_as_submitted(tmp_path):
     import nbformat
     from grader.rubric import Part, Reseed
-    from grader.runner import reseed_cells
+    from grader.kernel_code import reseed_cells
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("train_loader = DataLoader(  (in a comment of the text)"),
                 nbformat.v4.new_code_cell("x = 1"),
