@@ -32,7 +32,10 @@ _TIME_FIELDS = {"cell_timeout_s": 0.0, "notebook_timeout_s": 0.0, "limits_why": 
 
 
 def _hash_tree(h: "hashlib._Hash", root: Path) -> None:
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+    # Compiled caches never: importing a probe file on the trusted side (a test, a tool) writes
+    # one, and a key that changed with it would stop identical runs from being reused.
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()
+                       and "__pycache__" not in p.relative_to(root).parts and p.suffix != ".pyc"):
         h.update(str(path.relative_to(root)).encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
 

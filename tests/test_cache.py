@@ -118,3 +118,23 @@ def test_a_stored_run_whose_probe_did_not_finish_is_not_reused(tmp_path):
     # The fresh, complete run replaced it and is what the next identical notebook gets.
     run_c, reused_c = cached_execute(cache, c / "work.ipynb", c, settings, {}, [], probe("c"), counting)
     assert reused_c is True and run_c.probe.status == "ok" and len(calls) == 2
+
+
+def test_the_key_ignores_compiled_caches_of_the_graders_own_files(tmp_path):
+    """Importing a probe file on the trusted side (as tests and tools do) writes __pycache__
+    beside it; identical runs before and after must share one key."""
+    from grader.cache import GRADER, run_key
+    a = workdir(tmp_path, "a", "x = 1")
+    before = run_key(a / "work.ipynb", a, SETTINGS, {}, [], None)
+    stray = GRADER / "probe" / "__pycache__" / "keytest.cpython-311.pyc"
+    made_dir = not stray.parent.exists()
+    stray.parent.mkdir(exist_ok=True)
+    stray.write_bytes(b"compiled")
+    try:
+        assert run_key(a / "work.ipynb", a, SETTINGS, {}, [], None) == before
+    finally:
+        stray.unlink()
+        if made_dir:
+            stray.parent.rmdir()
+    changed = workdir(tmp_path, "b", "x = 2")    # while another notebook is another key
+    assert run_key(changed / "work.ipynb", changed, SETTINGS, {}, [], None) != before
