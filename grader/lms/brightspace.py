@@ -147,7 +147,7 @@ def read_download(source: Path) -> Download:
 
 
 def _own_net_id(attempt: Attempt, pattern: str) -> str | None:
-    """The net id the attempt's own ``<net_id>.zip`` says (exactly that name: ``hw2.zip`` says none)."""
+    """The net id the attempt's own ``<net_id>.zip`` says (exactly that name: ``lab3.zip`` says none)."""
     ids = set()
     for f in attempt.files:
         net_id, exact = netid_from_filename(f.name, pattern)
