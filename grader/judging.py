@@ -11,7 +11,7 @@ from grader.checks import KINDS, ItemResult, JudgeContext
 from grader.items import SubResult
 from grader.planning import item_json, tree_digest
 from grader.record import Record, to_jsonable
-from grader.reference_cache import reference_digest
+from grader.reference_cache import package_digest
 from grader.rubric import Item, Part, Rubric
 
 _CODE: dict[str, str] = {}
@@ -24,7 +24,7 @@ def judging_code_digest(reference_dir: Path | None) -> str:
     if ref not in _CODE:
         h = hashlib.sha256(tree_digest(Path(__file__).resolve().parent / "checks").encode())
         if reference_dir is not None and Path(reference_dir).is_dir():
-            h.update(reference_digest(Path(reference_dir)).encode())
+            h.update(package_digest(Path(reference_dir)).encode())
         _CODE[ref] = h.hexdigest()
     return _CODE[ref]
 

@@ -47,7 +47,8 @@ def reference_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def _reference_digest_once(root: Path | None) -> str:
+def package_digest(root: Path | None) -> str:
+    """``reference_digest``, walked once per process for each folder ("-" for none)."""
     if root is None:
         return "-"
     key = str(root)
@@ -64,7 +65,7 @@ def build_key(name: str, reference_dir: Path | None) -> str:
         isa = torch.backends.cpu.get_cpu_capability()
     except Exception:   # older torch: the machine name alone
         isa = "?"
-    parts = [name, _reference_digest_once(reference_dir), torch.__version__, numpy.__version__,
+    parts = [name, package_digest(reference_dir), torch.__version__, numpy.__version__,
              platform.machine(), isa]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 

@@ -102,19 +102,14 @@ def saved_evidence(ctx: JudgeContext, obs: Observed):
         return None
 
 
-_RELEASED: dict[tuple, list[float]] = {}
-
-
 def released_loss(item: Item, ctx: JudgeContext) -> list[float] | None:
-    """The released training's per-step losses on this machine, computed once per machine."""
+    """The released training's per-step losses on this machine, computed once per machine (and
+    held once per process by grader/reference_cache.py)."""
     ref = item.params.get("reference_released")
     if not ref:
         return None
-    key = (ref, str(ctx.reference_dir))
-    if key not in _RELEASED:
-        _RELEASED[key] = list(reference_cache.cached(ref, ctx.reference_dir, ctx.cache_dir,
-                                                     lambda: [float(v) for v in resolve(ref, ctx.reference_dir)()]))
-    return _RELEASED[key]
+    return reference_cache.cached(ref, ctx.reference_dir, ctx.cache_dir,
+                                  lambda: [float(v) for v in resolve(ref, ctx.reference_dir)()])
 
 
 def same_curve(run: dict, steps: list[int], reference: list[float], rtol: float = 1e-3) -> bool:
