@@ -13,11 +13,15 @@ error was raised by the assert itself, not by a library under it) or a call of
 handled (``try: ... except: assert False``) is the first error's failure, not a self-check.
 
 What remains the kernel's word: the traceback itself. A notebook that forges one can point
-at an assert it wrote; it cannot point at one it did not write.
+at an assert it wrote; it cannot point at one it did not write. Forging one takes IPython's
+exception or input machinery (``InteractiveTB``, ``showtraceback``, ``set_custom_exc``,
+``sys.excepthook``, the transformer lists), which no homework needs: a notebook whose code
+names any of them, as a name, an attribute or a string, gets no exemption at all.
 """
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from typing import Mapping
 
@@ -32,6 +36,12 @@ _HEADER = re.compile(r"\S+\s+Traceback \(most recent call last\)$")
 _DURING = "During handling of the above exception, another exception occurred:"
 _CAUSE = "The above exception was the direct cause of the following exception:"
 _TIMED = "<timed exec>"
+# What a notebook would touch to change how its errors look; named anywhere, no error is excused.
+EXCEPTION_HOOKS = frozenset({
+    "InteractiveTB", "SyntaxTB", "CustomTB", "structured_traceback", "showtraceback",
+    "_showtraceback", "showsyntaxerror", "set_custom_exc", "excepthook", "ast_transformers",
+    "input_transformers_cleanup", "input_transformers_post", "input_transformer_manager",
+})
 MAX_CHUNKS = 2000                   # a longer traceback is not read (IPython collapses recursion)
 
 
@@ -65,6 +75,29 @@ def _statements_at(source: str, line: int) -> set[str]:
     return found
 
 
+@functools.lru_cache(maxsize=4096)
+def _names_hooks(source: str) -> bool:
+    """Whether ``source`` names one of EXCEPTION_HOOKS (unparsable code: searched as text)."""
+    code = _python(source)
+    try:
+        tree = ast.parse(code) if code is not None else None
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        tree = None
+    if tree is None:
+        return any(h in source for h in EXCEPTION_HOOKS)
+    for node in ast.walk(tree):
+        word = (node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute)
+                else node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None)
+        if word is not None and (word in EXCEPTION_HOOKS or any(h in word for h in EXCEPTION_HOOKS)):
+            return True
+    return False
+
+
+def hooks_exceptions(cells: Mapping[int, str]) -> bool:
+    """Whether any cell sent so far names IPython's exception or input machinery."""
+    return any(_names_hooks(source) for source in cells.values())
+
+
 def _frames(chunks: list[str]) -> list[tuple[str, int | str, int]]:
     """("cell", count, line) or ("file", path, line), outermost first, of the final exception."""
     frames: list[tuple[str, int | str, int]] = []
@@ -86,6 +119,8 @@ def failed_self_check(traceback: list | None, error_name: str | None,
     ``cells``: execution count -> the cell's source as the grader sent it."""
     if not isinstance(traceback, list) or not traceback or len(traceback) > MAX_CHUNKS:
         return None
+    if hooks_exceptions(cells):
+        return None                     # the notebook can make its errors look like anything
     chunks = [_ANSI.sub("", c) for c in traceback if isinstance(c, str)]
     if any(c.strip() == _DURING for c in chunks):
         return None                     # raised while handling another error: that one failed

@@ -69,3 +69,18 @@ def test_no_traceback_or_a_wrong_name_is_no_self_check():
     # The exception's message cannot add a frame.
     fake = tb("AssertionError", "Cell In[7], line 2\n", message="\nCell In[1], line 2\n")
     assert failed_self_check(fake, "AssertionError", CELLS) is None
+
+
+def test_a_notebook_that_names_the_exception_machinery_gets_no_exemption():
+    frame = tb("AssertionError", "Cell In[1], line 2\n")
+    assert failed_self_check(frame, "AssertionError", CELLS) == "assert"
+    for hook in ("get_ipython().InteractiveTB.structured_traceback = lambda *a, **k: []",
+                 "import sys\nsys.excepthook = print",
+                 "ip = get_ipython()\nip.set_custom_exc((Exception,), print)",
+                 "setattr(get_ipython(), 'showtraceback', print)",       # named in a string
+                 "getattr(get_ipython(), 'ast_transformers').append(t)",
+                 "get_ipython().showtraceback(\n"):                      # not even Python
+        assert failed_self_check(frame, "AssertionError", {**CELLS, 8: hook}) is None, hook
+    # Words that only look alike are not hooks.
+    honest = {**CELLS, 8: "tb = 'traceback'\nexcept_hook_count = 0\nprint('show the traceback')"}
+    assert failed_self_check(frame, "AssertionError", honest) == "assert"

@@ -84,8 +84,7 @@ CASES: list[ProtocolCase] = [
                  (F, ANSWER, "class AssertionError(Exception):\n    pass\nget_ipython().InteractiveTB.structured_traceback = "
                              "lambda *a, **k: ['', 'AssertionError   Traceback (most recent call last)', "
                              "'Cell In[4], line 1\\n----> 1 assert True\\n', 'AssertionError: ']",
-                  "assert True\nraise AssertionError('crashed')"), "errors", FULL, 20, (None,),
-                 open_hole="the traceback is the kernel's word: a forged one can name an assert the notebook wrote"),
+                  "assert True\nraise AssertionError('crashed')"), "errors", FULL, 20, (None,)),
     # ---------------------------------------------------------------- transformers and the hidden cells
     ProtocolCase("ta206", "hidden", "input transformers rewrite every later cell it did not write (the probe's too)",
                  (F, ANSWER, REWRITE_LINES), "completed", FULL, 0),
