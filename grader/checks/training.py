@@ -21,19 +21,20 @@ shared training functions counts like any other: steps are observed wherever the
                   step; a back-propagated value that disagrees is tampering (0, review)
   "accuracy"      the run's model, with its weights at the end of the section's training cell,
                   classifies the grader's held-out batches (``heldout``) at least ``min_accuracy``
-  "extra_credit"  plots after the training cell, a second run of the same model (before/after)
-                  and code that reads gradients and weights; uncertain cases are flagged for review
+  "before_after"  plots after the training cell, a second run of the same model (before and
+                  after the fix) and code that reads what ``evidence`` names (gradients,
+                  weights); uncertain cases are flagged for review
 
 Other params: section (heading regex), n_parameters, steps_per_epoch, min_epochs,
-stream_epochs, reference_initial ("module:function" -> state_dict), reference_data
-("module:function"(config=...) -> (train, test) generators), reference_config
-("module:NAME", a dataclass with ``data_seed``), reference_released ("module:function" -> the
-released training's per-step losses), reference_model ("module:function" -> a fresh module of the
-released class), reference_batches ("module:function" -> iterator of (input, target), the released
-stream's batches in order), reference_loss ("module:function"(model, input, target) -> the batch
-loss), batch_pool (how many stream batches may be generated to find a run's batches),
-heldout {batches},
-min_accuracy, min_images, evidence {gradients = [regex], weights = [regex]}, requires.
+stream_epochs, reference_initial ("module:function" -> state_dict), reference_stream
+("module:function"(epochs) -> the released training's inputs of its first epochs, in the order the
+released notebook draws them), reference_released ("module:function" -> the released training's
+per-step losses), reference_model ("module:function" -> a fresh module of the released class),
+reference_batches ("module:function" -> iterator of (input, target), the released stream's batches
+in order), reference_loss ("module:function"(model, input, target) -> the batch loss), batch_pool
+(how many stream batches may be generated to find a run's batches), reference_heldout
+("module:function"(seed, batches) -> (inputs, class indices) the notebook never saw), heldout
+{batches}, min_accuracy, min_images, evidence {gradients = [regex], weights = [regex]}, requires.
 
 The spike detector (grader/checks/spikes.py) takes every parameter from ``params.detector``.
 """
@@ -56,9 +57,9 @@ from grader.checks.spikes import DETECTOR_KEYS, Detection, describe, detect
 from grader.items import Item
 from grader.probe import wire
 
-MEASURES = ("spikes", "accuracy", "extra_credit")
+MEASURES = ("spikes", "accuracy", "before_after")
 KEYS = {"measure", "section", "n_parameters", "steps_per_epoch", "min_epochs", "stream_epochs",
-        "reference_initial", "reference_data", "reference_config", "heldout", "min_accuracy",
+        "reference_initial", "reference_stream", "reference_heldout", "heldout", "min_accuracy",
         "min_images", "evidence", "detector", "requires", "curve_digits", "reference_released",
         "reference_model", "reference_batches", "reference_loss", "batch_pool", "seed_call"}
 
@@ -90,7 +91,7 @@ class Training:
             raise p.err("steps_per_epoch", "expected a positive integer")
         required(item)
         if measure == "spikes":
-            for key in ("reference_initial", "reference_data", "reference_config", "reference_model",
+            for key in ("reference_initial", "reference_stream", "reference_model",
                         "reference_batches", "reference_loss"):
                 v = p.str(key, required=True)
                 if ":" not in v:
@@ -111,9 +112,8 @@ class Training:
             if int(det["window"]) < 1:
                 raise p.err("detector.window", "expected a positive integer")
         elif measure == "accuracy":
-            for key in ("reference_data", "reference_config"):
-                if ":" not in (p.str(key, required=True) or ""):
-                    raise p.err(key, "expected \"package.module:name\"")
+            if ":" not in (p.str("reference_heldout", required=True) or ""):
+                raise p.err("reference_heldout", "expected \"package.module:name\"")
             acc = p.num("min_accuracy", required=True)
             if not 0 <= acc <= 1:
                 raise p.err("min_accuracy", f"expected a fraction between 0 and 1, got {acc!r}")
@@ -343,7 +343,7 @@ class Training:
                f"sequences: {100 * acc:.1f}% (needs at least {100 * need:g}%)")
         return result(item, [SubResult("all", item.points if acc >= need else 0.0, item.points, msg)], message=msg)
 
-    # -- extra credit
+    # -- before and after
 
     def _extra(self, item: Item, ctx: JudgeContext, obs: Observed):
         p = item.params

@@ -3,7 +3,6 @@ kept per machine, and the fingerprints of its first epochs), the replay of a rec
 losses with the reference model, and held-out sequences for the accuracy item."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,35 +57,16 @@ class Stream:
 _STREAMS: dict[tuple, Stream] = {}
 
 
-def generators(item: Item, reference_dir, data_seed: int | None = None):
-    make = resolve(item.params["reference_data"], reference_dir)
-    config = resolve(item.params["reference_config"], reference_dir)
-    if data_seed is not None:
-        config = dataclasses.replace(config, data_seed=data_seed)
-    return make(config=config)
-
-
 def reference_stream(item: Item, ctx: JudgeContext) -> Stream:
-    """The released training batches of the first ``stream_epochs`` epochs (test batches are
-    drawn from the same stream between epochs, as the notebook does)."""
-    import numpy as np
-    key = (item.params["reference_data"], item.params["reference_config"], str(ctx.reference_dir),
-           int(item.params.get("stream_epochs", 0)))
+    """The released training's first batch and the fingerprints of its first ``stream_epochs``
+    epochs' batches, from the rubric's ``reference_stream`` hook (epochs -> the training inputs
+    in the order the released notebook draws them)."""
+    epochs = int(item.params.get("stream_epochs", 0))
+    key = (item.params["reference_stream"], str(ctx.reference_dir), epochs)
     if key not in _STREAMS:
-        state = np.random.get_state()
-        try:
-            train, test = generators(item, ctx.reference_dir)
-            prints, first = [], None
-            for _ in range(max(1, key[3])):
-                for b in range(len(train)):
-                    x = torch.from_numpy(np.asarray(train[b][0])).float()
-                    first = x if first is None else first
-                    prints.append(stream_fingerprint(x))
-                for b in range(len(test)):
-                    test[b]
-        finally:
-            np.random.set_state(state)
-        _STREAMS[key] = Stream(first, prints[: key[3] * len(train)])
+        inputs = resolve(item.params["reference_stream"], ctx.reference_dir)(epochs)
+        n = epochs * int(item.params["steps_per_epoch"])
+        _STREAMS[key] = Stream(inputs[0], [stream_fingerprint(x) for x in inputs[:n]])
     return _STREAMS[key]
 
 
@@ -96,20 +76,12 @@ def stream_fingerprint(x: torch.Tensor) -> float:
 
 
 def heldout(item: Item, seed: int, reference_dir) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fresh sequences of the section's task from another data seed; labels stay here."""
-    import numpy as np
-    held = item.params.get("heldout", {})
-    state = np.random.get_state()
-    try:
-        gen, _ = generators(item, reference_dir, data_seed=item_seed(seed, item.id) % 2**31)
-        xs, ys = [], []
-        for b in range(int(held.get("batches", 16))):
-            x, y = gen[b]
-            xs.append(torch.from_numpy(np.asarray(x)).float())
-            ys.append(torch.from_numpy(np.asarray(y)).argmax(dim=1))
-    finally:
-        np.random.set_state(state)
-    return torch.cat(xs), torch.cat(ys).to(torch.int64)
+    """Fresh inputs and class labels from the rubric's ``reference_heldout`` hook (seed, batches);
+    the seed is the grader's secret one, per item; the labels stay on the trusted side."""
+    batches = int(item.params.get("heldout", {}).get("batches", 16))
+    inputs, labels = resolve(item.params["reference_heldout"], reference_dir)(item_seed(seed, item.id) % 2**31,
+                                                                              batches)
+    return inputs.float(), labels.to(torch.int64)
 
 
 def same_multiset(got: list[torch.Tensor], want: list[torch.Tensor]) -> bool:

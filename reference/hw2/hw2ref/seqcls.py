@@ -14,6 +14,7 @@ that order exactly, so its numbers match the notebook's on the same torch build.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import time
@@ -396,6 +397,41 @@ def section8_batches(config: Section8Config = SECTION8, support_dir: Path = SUPP
         finally:
             np.random.set_state(outer)
         yield torch.from_numpy(x).float(), torch.from_numpy(y).argmax(dim=1)
+
+
+def section8_first_inputs(epochs: int, config: Section8Config = SECTION8,
+                          support_dir: Path = SUPPORT_DIR) -> list[torch.Tensor]:
+    """The training inputs of Section 8's first ``epochs`` epochs (at least one), in the order
+    the notebook draws them: each epoch's training batches, then its test batches from the
+    same numpy stream (not returned). The caller's numpy state is left as it was."""
+    outer = np.random.get_state()
+    try:
+        train, test = section8_generators(config, support_dir)
+        inputs = []
+        for _ in range(max(1, epochs)):
+            inputs += [torch.from_numpy(np.asarray(train[b][0])).float() for b in range(len(train))]
+            for b in range(len(test)):
+                test[b]
+    finally:
+        np.random.set_state(outer)
+    return inputs
+
+
+def section8_heldout(seed: int, batches: int, config: Section8Config = SECTION8,
+                     support_dir: Path = SUPPORT_DIR) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fresh sequences of Section 8's task from another data seed (``seed``), as one-hot inputs
+    and class indices. The caller's numpy state is left as it was."""
+    outer = np.random.get_state()
+    try:
+        gen, _ = section8_generators(dataclasses.replace(config, data_seed=seed), support_dir)
+        xs, ys = [], []
+        for b in range(batches):
+            x, y = gen[b]
+            xs.append(torch.from_numpy(np.asarray(x)).float())
+            ys.append(torch.from_numpy(np.asarray(y)).argmax(dim=1))
+    finally:
+        np.random.set_state(outer)
+    return torch.cat(xs), torch.cat(ys).to(torch.int64)
 
 
 def section8_batch_loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
