@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import shutil
 import signal
 import threading
@@ -17,18 +16,19 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from grader import colab
+from grader import colab, notebook_file
 from grader.devices import kernel_env
 from grader.environment import install_code
 from grader.sandbox import KERNEL_NAME, PROBE_MOUNT, Sandbox, SandboxError
 from grader.hidden_cells import run_hidden
 from grader.kernel_client import (MAX_IMAGE_CHARS_TOTAL, MAX_IMAGES_PER_CELL, MEMORY_POLL_S, TEXT_CELLS_BUDGET,
-                                  BoundedClient, cell_source, short_text, trim_traceback)
+                                  BoundedClient, cell_source)
 from grader.kernel_messages import clean_reply
 from grader.kernel_files import DISK_POLL_S, clear_dir, copy_probe_answers, watch_disk
 from grader.run_outcome import outcome
 from grader.run_types import CellResult, ExecSettings, NotebookRun, ProbeRequest, ProbeResult, RunState
 from grader.selfcheck import failed_self_check
+from grader.text_safety import one_line, trim_traceback
 
 MAX_KEPT_TRACEBACKS = 20             # error cells whose traceback goes into the record
 HIDDEN_CELLS_S = 300                 # kernel start, sandbox check, environment and prelude, at most
@@ -77,8 +77,8 @@ async def _drive(state: RunState, sbx: Sandbox, settings: ExecSettings, workdir:
             atexit.unregister(client._cleanup_kernel)
             state.outcome = "sandbox_failed"
             log = sbx.launch_log()
-            state.detail = f"the sandboxed kernel did not start ({short_text(str(e), 200)})" + (
-                f"; launcher said: {short_text(log, 400)}" if log else "")
+            state.detail = f"the sandboxed kernel did not start ({one_line(str(e), 200)})" + (
+                f"; launcher said: {one_line(log, 400)}" if log else "")
             return
         _own_signals(state)  # nbclient's setup just replaced them
         watchdog = asyncio.ensure_future(watch_disk(state, sbx, settings, workdir))
@@ -99,13 +99,13 @@ async def _drive(state: RunState, sbx: Sandbox, settings: ExecSettings, workdir:
             if status != "ok":
                 state.outcome = "sandbox_failed"
                 state.detail = (f"the course environment could not be set up in the kernel ({status}: "
-                                f"{short_text(reply.get('ename'), 80)} {short_text(reply.get('evalue'), 200)})")
+                                f"{one_line(reply.get('ename'), 80)} {one_line(reply.get('evalue'), 200)})")
                 return
             if state.prelude:
                 # Hidden and outside the history, so execution counts stay those students see.
                 status, _out, reply = await run_hidden(client, state.prelude, 120)
                 state.prelude_status = "installed" if status == "ok" else (
-                    f"failed ({status}: {short_text(reply.get('ename'), 80)} {short_text(reply.get('evalue'), 200)})")
+                    f"failed ({status}: {one_line(reply.get('ename'), 80)} {one_line(reply.get('evalue'), 200)})")
             notebook_deadline[0] = time.monotonic() + float(settings.notebook_timeout_s)
             for result in state.cells:
                 cell = nb.cells[result.index]
@@ -144,8 +144,8 @@ async def _drive(state: RunState, sbx: Sandbox, settings: ExecSettings, workdir:
                 if reply.get("status") == "error":
                     kept = sum(1 for c in state.cells if c.traceback is not None)
                     result.status = "error"
-                    result.error_name = short_text(reply.get("ename"), 200) or "Error"
-                    result.error_value = short_text(reply.get("evalue"), 1000 if kept < MAX_KEPT_TRACEBACKS else 200)
+                    result.error_name = one_line(reply.get("ename"), 200) or "Error"
+                    result.error_value = one_line(reply.get("evalue"), 1000 if kept < MAX_KEPT_TRACEBACKS else 200)
                     if kept < MAX_KEPT_TRACEBACKS:   # the record stays small however many cells fail
                         result.traceback = trim_traceback(reply.get("traceback"))
                     # The kernel's count for this cell must be the grader's, or no frame is the cell's.
@@ -186,7 +186,7 @@ async def _run_probe(state: RunState, client: NotebookClient, sbx: Sandbox,
     status, _stdout, reply = await run_hidden(client, code, float(settings.probe_timeout_s))
     error = None
     if status == "error":
-        error = trim_traceback(reply.get("traceback")) or short_text(
+        error = trim_traceback(reply.get("traceback")) or one_line(
             f"{reply.get('ename')}: {reply.get('evalue')}")
     elif status == "timeout":
         error = f"the probe ran longer than {settings.probe_timeout_s:g} s"
@@ -300,24 +300,13 @@ def _write_executed(nb: nbformat.NotebookNode, nb_path: Path, workdir: Path) -> 
 
 
 def read_notebook(nb_path: Path) -> tuple[nbformat.NotebookNode | None, str]:
-    """The notebook as nbformat 4, or (None, why it cannot be run). Never raises."""
-    try:
-        data = json.loads(Path(nb_path).read_text(encoding="utf-8"))
-        # Outputs and counts are thrown away before running anyway; clearing them first
-        # means a stale or malformed output, or a cell without metadata (common in notebooks
-        # saved by other tools), does not make an otherwise runnable notebook "invalid".
-        if isinstance(data, dict) and data.get("nbformat") == 4 and isinstance(data.get("cells"), list):
-            for cell in data["cells"]:
-                if isinstance(cell, dict):
-                    cell.setdefault("metadata", {})
-                    if cell.get("cell_type") == "code":
-                        cell["outputs"], cell["execution_count"] = [], None
-        nb = nbformat.reads(json.dumps(data), as_version=4)
-        nbformat.validate(nb)
-    # nbformat raises many types (and RecursionError) for damaged notebooks.
-    except Exception as e:
-        return None, f"The notebook file could not be read as a Jupyter notebook: {short_text(str(e), 200)}."
-    return nb, ""
+    """The notebook as nbformat 4, its outputs dropped, or (None, why it cannot be run); the
+    rules are grader/notebook_file.py's. Never raises."""
+    got = notebook_file.read(nb_path, outputs=False)
+    why = got.problem or got.invalid
+    if got.nb is None or why:
+        return None, f"The notebook file could not be read as a Jupyter notebook: {one_line(why, 200)}."
+    return got.nb, ""
 
 
 def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
@@ -378,10 +367,10 @@ def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
                 if state.canary:   # student code had started: it broke its kernel, not the sandbox
                     state.outcome = "kernel_died"
                     state.why_stopped = (f"the kernel stopped following the Jupyter protocol "
-                                         f"({type(e).__name__}: {short_text(str(e), 200)})")
+                                         f"({type(e).__name__}: {one_line(str(e), 200)})")
                 else:
                     state.outcome = "sandbox_failed"
-                    state.detail = f"internal error while running the kernel: {type(e).__name__}: {short_text(str(e), 200)}"
+                    state.detail = f"internal error while running the kernel: {type(e).__name__}: {one_line(str(e), 200)}"
             if state.interrupted:
                 sbx.kill_all()
                 raise KeyboardInterrupt("grading was stopped (SIGINT or SIGTERM)")

@@ -3,12 +3,12 @@ formats converted), a PDF a real, openable PDF with pages (and text a program ca
 check returns its findings; intake files them under the required name."""
 from __future__ import annotations
 
-import json
-import logging
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+
+from grader import notebook_file
+from grader.notebook_file import quiet
+from grader.text_safety import first_line
 
 
 @dataclass
@@ -18,69 +18,21 @@ class Findings:
     document: dict | None = None        # what staff see of a PDF (pages, extractable characters)
 
 
-@contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    # pypdf and nbformat log at WARNING/ERROR for every malformed input; results carry it.
-    logger = logging.getLogger(logger_name)
-    old = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(old)
-
-
-def short_error(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return msg if len(msg) <= 160 else msg[:157] + "..."
-
-
 def check_notebook(path: Path, name: str) -> Findings:
     res = Findings()
-    import nbformat  # deferred: heavy import
-
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        res.problem = "not a valid notebook: the file is not UTF-8 text"
+    got = notebook_file.read(path)
+    if got.nb is None:
+        res.problem = f"not a valid notebook: {got.problem}"
         return res
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        res.problem = f"not a valid notebook: invalid JSON at line {e.lineno}, column {e.colno}"
-        return res
-    except RecursionError:  # json raises this, not JSONDecodeError, for deeply nested arrays
-        res.problem = "not a valid notebook: the JSON is nested too deeply"
-        return res
-    if not isinstance(data, dict) or not isinstance(data.get("nbformat"), int):
-        res.problem = "not a valid notebook: no 'nbformat' version field"
-        return res
-    major = data["nbformat"]
-    if major > 4:
-        res.problem = f"not a valid notebook: unsupported nbformat version {major}"
-        return res
-    try:
-        with _quiet("traitlets"), _quiet("nbformat"):
-            nb = nbformat.reads(text, as_version=4)
-    # nbformat raises ValidationError, NBFormatError, KeyError, AttributeError, TypeError...
-    # depending on which part of a damaged notebook it trips over.
-    except Exception as e:  # noqa: BLE001
-        res.problem = f"not a valid notebook: {short_error(e)}"
-        return res
-    if not isinstance(nb.get("cells"), list):
-        res.problem = "not a valid notebook: it has no list of cells"
-        return res
-    if major < 4:
-        nbformat.write(nb, str(path))
+    if got.major is not None and got.major < 4:
+        import nbformat  # deferred: heavy import
+        nbformat.write(got.nb, str(path))
         res.warnings.append(
-            f"'{name}' is an old nbformat {major} notebook; it was converted to nbformat 4 for grading"
+            f"'{name}' is an old nbformat {got.major} notebook; it was converted to nbformat 4 for grading"
         )
-    try:
-        nbformat.validate(nb)
-    except Exception as e:  # noqa: BLE001 - schema problems only lower confidence
-        res.warnings.append(f"'{name}' does not fully follow the notebook format: {short_error(e)}")
-    if not nb.cells:
+    if got.invalid:   # schema problems only lower confidence; the executor says whether it runs
+        res.warnings.append(f"'{name}' does not fully follow the notebook format: {got.invalid}")
+    if not got.nb.cells:
         res.warnings.append(f"'{name}' has no cells")
     return res
 
@@ -117,7 +69,7 @@ def check_pdf(path: Path, name: str) -> Findings:
             res.problem = f"not a real PDF (looks like {sniff(head)})"
             return res
     try:
-        with _quiet("pypdf"):
+        with quiet("pypdf"):
             reader = pypdf.PdfReader(str(path))
             if reader.is_encrypted and not reader.decrypt(""):
                 res.problem = "the PDF is password-protected"
@@ -126,7 +78,7 @@ def check_pdf(path: Path, name: str) -> Findings:
             chars = _text_chars(reader)
     # pypdf's errors on damaged files range over PdfReadError, ValueError, KeyError, ...
     except Exception as e:  # noqa: BLE001
-        res.problem = f"not a real PDF (it cannot be opened: {short_error(e)})"
+        res.problem = f"not a real PDF (it cannot be opened: {first_line(e)})"
         return res
     if pages < 1:
         res.problem = "not a real PDF (it has no pages)"

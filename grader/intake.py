@@ -38,7 +38,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from grader.file_checks import CHECKS, short_error, sniff
+from grader.file_checks import CHECKS, sniff
+from grader.text_safety import first_line
 from grader.intake_names import (ASSIGNMENT_TOKEN, canon, ext_of, netid_from_filename, split_ext,
                                  stem_variants)
 from grader.lms.names import original_name
@@ -213,9 +214,9 @@ def _copy_member(
             # Damaged members raise BadZipFile (bad CRC, header mismatch), zlib/lzma/bz2
             # errors, NotImplementedError (unknown compression), EOFError, RuntimeError.
             except NotImplementedError as e:
-                problem = f"the zip uses a compression method that cannot be read ({short_error(e)}); use a standard zip tool"
+                problem = f"the zip uses a compression method that cannot be read ({first_line(e)}); use a standard zip tool"
             except Exception as e:  # noqa: BLE001
-                problem = f"the file is damaged in the zip and cannot be extracted ({short_error(e)})"
+                problem = f"the file is damaged in the zip and cannot be extracted ({first_line(e)})"
         if problem is None:
             os.chmod(tmp, 0o644)
             os.replace(tmp, target)  # replaces a link itself, never follows it

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import queue
-import re
 import threading
 import time
 from typing import Any
@@ -28,34 +27,9 @@ MEMORY_POLL_S = 0.01
 MAX_OUTPUTS = 10_000                 # outputs kept from one notebook
 MAX_OUTPUTS_PER_CELL = 1000
 MAX_ERRORS_PER_CELL = 3
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 # ---------------------------------------------------------------- helpers
-
-def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
-
-
-def trim_traceback(lines: list[str] | str | None, max_lines: int = 40,
-                   max_chars: int = 4000) -> str | None:
-    if not lines:
-        return None
-    text = strip_ansi("\n".join(lines) if isinstance(lines, list) else lines)
-    rows = text.splitlines()
-    if len(rows) > max_lines:
-        head = max_lines // 4
-        rows = rows[:head] + [f"... ({len(rows) - max_lines} lines omitted) ..."] + rows[head - max_lines:]
-    text = "\n".join(rows)
-    if len(text) > max_chars:
-        text = "... " + text[-max_chars:]
-    return text
-
-
-def short_text(text: str | None, n: int = 300) -> str:
-    text = strip_ansi(text or "").strip().replace("\n", " ")
-    return text if len(text) <= n else text[: n - 3] + "..."
-
 
 def cell_label(nb: nbformat.NotebookNode, index: int) -> str:
     code_no = sum(1 for c in nb.cells[: index + 1] if c.cell_type == "code")

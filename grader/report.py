@@ -10,7 +10,7 @@ from grader.html_report import feedback_html, write_summary
 from grader.overrides import overridden
 from grader.record import Record, safe_key, write_atomic, zip_key
 from grader.rubric import Rubric
-from grader.text_safety import csv_cell, md_block, md_code, md_inline, md_text
+from grader.text_safety import csv_cell, md_block, md_code, md_inline, md_text, trim_traceback
 
 STATUS_WORDS = {"passed": "passed", "partial": "partly right", "failed": "failed",
                 "pending": "pending staff grading", "not_run": "not checked"}
@@ -76,16 +76,6 @@ def write_csv(rubric: Rubric, records: list[Record], out: Path) -> Path:
 
 def _fmt(x: float) -> str:
     return f"{x:g}"
-
-
-def _trim_traceback(text: str | None) -> str:
-    if not text:
-        return ""
-    lines = text.strip().splitlines()
-    if len(lines) > MAX_TRACEBACK_LINES:
-        lines = lines[:4] + ["..."] + lines[-(MAX_TRACEBACK_LINES - 5):]
-    out = "\n".join(lines)
-    return out if len(out) <= MAX_TRACEBACK_CHARS else out[:MAX_TRACEBACK_CHARS] + "\n... (cut)"
 
 
 def _message(text: str | None, indent: str) -> tuple[str, list[str]]:
@@ -227,7 +217,7 @@ def _run_section(run: dict, test_failures: tuple[str, ...] = ()) -> list[str]:
             out.append(head)
             for n in mine:
                 out.append(f"    - {md_text(n['message'])}")
-            tb = _trim_traceback(c.get("traceback"))
+            tb = trim_traceback(c.get("traceback"), MAX_TRACEBACK_LINES, MAX_TRACEBACK_CHARS) or ""
             if tb:
                 out += ["", *md_block(tb), ""]
     out.append("")

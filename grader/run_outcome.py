@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from grader.kernel_client import cell_label, short_text
+from grader.kernel_client import cell_label
+from grader.text_safety import one_line
 from grader.run_types import ExecSettings, RunState
 from grader.sandbox import Sandbox
 
@@ -67,5 +68,5 @@ def outcome(state: RunState, settings: ExecSettings, sbx: Sandbox | None) -> tup
         first = errors[0]
         more = f" ({len(errors) - 1} more cells raised errors)" if len(errors) > 1 else ""
         return ("errors", f"{cell_label(nb, first.index)} raised {first.error_name}: "
-                f"{short_text(first.error_value, 200)}{more}.", first.index)
+                f"{one_line(first.error_value, 200)}{more}.", first.index)
     return "completed", f"All {len(cells)} code cells ran without errors.", None

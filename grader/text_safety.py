@@ -47,11 +47,37 @@ def clean(text: Any) -> str:
     return _CONTROLS.sub("", text)
 
 
+def cut(text: str, limit: int | None) -> str:
+    """``text`` shortened to ``limit`` characters, "..." at the end: the one way the grader
+    shortens what it shows."""
+    return text if limit is None or len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
 def one_line(text: Any, limit: int | None = None) -> str:
     """Cleaned text on one line, shortened to ``limit`` characters ("..." at the end)."""
-    text = " ".join(clean(text).split())
-    if limit is not None and len(text) > limit:
-        text = text[: max(limit - 3, 0)] + "..."
+    return cut(" ".join(clean(text).split()), limit)
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """An exception's message, its first line only (its type's name when it has none)."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return cut(msg, limit)
+
+
+def trim_traceback(lines: list[str] | str | None, max_lines: int = 40, max_chars: int = 4000) -> str | None:
+    """A traceback kept readable and small: without ANSI colours, its first quarter and its
+    last lines (the error itself) when it is longer than ``max_lines``, and its end when it is
+    longer than ``max_chars``."""
+    if not lines:
+        return None
+    text = _ANSI.sub("", "\n".join(lines) if isinstance(lines, list) else lines)
+    rows = text.splitlines()
+    if len(rows) > max_lines:
+        head = max_lines // 4
+        rows = rows[:head] + [f"... ({len(rows) - max_lines} lines omitted) ..."] + rows[head - max_lines:]
+    text = "\n".join(rows)
+    if len(text) > max_chars:
+        text = "... " + text[-max_chars:]
     return text
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from grader.checks.base import ItemResult, SubResult
 from grader.items import Item, RubricError
+from grader.text_safety import one_line
 
 
 def required(item: Item) -> list[str]:
@@ -28,7 +29,7 @@ def apply_requires(items: list[Item], results: list[ItemResult]) -> list[ItemRes
         missing = [n for n in needs if n not in by_id or by_id[n].status != "passed"]
         if not missing:
             continue
-        why = "; ".join(f"\"{by_id[n].title}\" ({_short(by_id[n].message) or by_id[n].status})" if n in by_id
+        why = "; ".join(f"\"{by_id[n].title}\" ({one_line(by_id[n].message, 160) or by_id[n].status})" if n in by_id
                         else f"{n} was not checked" for n in missing)
         res.message = (f"no credit: this counts only when the following passed: {why}"
                        + (f". What the check itself found: {res.message}" if res.message else ""))
@@ -37,8 +38,3 @@ def apply_requires(items: list[Item], results: list[ItemResult]) -> list[ItemRes
         res.points = 0.0
         res.status = "failed"
     return results
-
-
-def _short(text: str, n: int = 160) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[:n - 3] + "..."

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
+from grader.notebook_file import read_strict
 
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*)$")
 _MAGIC = re.compile(r"^(\s*)([!%].*)$")
@@ -21,7 +21,8 @@ class Cell:
 
 
 def read_cells(path: Path) -> list[Cell]:
-    nb = nbformat.read(str(path), as_version=4)
+    """The cells of a notebook file with their saved outputs (NotebookError when unreadable)."""
+    nb = read_strict(path)
     out = []
     for i, c in enumerate(nb.cells):
         src = c.source if isinstance(c.source, str) else "".join(c.source)
