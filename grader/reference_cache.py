@@ -27,13 +27,14 @@ _LOADED: dict[str, Any] = {}
 
 def reference_digest(root: Path) -> str:
     """The reference package's code and data as judging reads them: source and data files, not
-    hidden ones, and never a grading output folder that happens to lie inside it (a rubric kept
-    beside ``--out``: its records, runs and other workers' scratch come and go). os.walk skips
+    hidden ones, not the assignment's own tests (a ``tests`` folder: they check the reference,
+    judging never reads them), and never a grading output folder that happens to lie inside it
+    (a rubric kept beside ``--out``: its records, runs and other workers' scratch come and go). os.walk skips
     what vanishes while it walks; output folders are pruned before it enters them."""
     h = hashlib.sha256()
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__pycache__"))
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__pycache__")) and d != "tests"
                          and not ((here / d / "seed").is_file() and (here / d / "records").is_dir()))
         for name in sorted(files):
             path = here / name

@@ -5,11 +5,11 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-import nbformat
 
 from grader.record import Record
 from grader.rubric import load_rubric
 from grader.runner import GradeSettings, grade_submission
+from support.builders import notebook  # noqa: F401 (the checks tests import it from here)
 
 REF_DIR = Path(__file__).resolve().parent / "checks_ref"
 
@@ -38,18 +38,6 @@ id = "nb"
 file = "work.ipynb"
 points = {points}
 """
-
-
-def notebook(*cells: str | tuple[str, str]) -> bytes:
-    """Cells are code strings, or ("markdown", text)."""
-    nb = nbformat.v4.new_notebook()
-    for c in cells:
-        if isinstance(c, tuple):
-            nb.cells.append(nbformat.v4.new_markdown_cell(c[1]) if c[0] == "markdown"
-                            else nbformat.v4.new_code_cell(c[1]))
-        else:
-            nb.cells.append(nbformat.v4.new_code_cell(c))
-    return nbformat.writes(nb).encode()
 
 
 def write_rubric(root: Path, items: str) -> Path:

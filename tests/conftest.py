@@ -8,7 +8,6 @@ samples and the validate check grade it (grader/cache.py).
 from __future__ import annotations
 
 import os
-import zipfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Callable
@@ -18,7 +17,7 @@ import pytest
 from grader.record import Record
 from grader.rubric import Rubric, load_rubric
 from grader.runner import GradeSettings, grade_submission
-from grader.validate import placeholder_pdf
+from support.builders import pdf, write_zip  # noqa: F401 (write_zip: for the tests that import it from here)
 
 REPO = Path(__file__).resolve().parents[1]
 HW2_RUBRIC = REPO / "rubrics" / "hw2.toml"
@@ -26,15 +25,11 @@ HW2_NOTEBOOKS = ("hw2_cnn.ipynb", "hw2_rnn.ipynb", "08-seq_classification.ipynb"
 SESSION_SEED = 20251005
 
 
-def small_pdf(text: str = "answers") -> bytes:
-    return placeholder_pdf(text)
-
-
 def hw2_members(version: str = "solution", **replace: bytes | None) -> dict[str, bytes]:
     """The files of an HW2 submission built from reference/hw2/<version>/; ``replace``
     maps a file name (dots and dashes as underscores, e.g. hw2_cnn_ipynb) to new bytes,
     or None to leave the file out."""
-    members = {"hw2_theory.pdf": small_pdf()}
+    members = {"hw2_theory.pdf": pdf()}
     members.update({n: (REPO / "reference" / "hw2" / version / n).read_bytes() for n in HW2_NOTEBOOKS})
     for key, data in replace.items():
         name = next(n for n in members if n.replace(".", "_").replace("-", "_") == key)
@@ -43,13 +38,6 @@ def hw2_members(version: str = "solution", **replace: bytes | None) -> dict[str,
         else:
             members[name] = data
     return members
-
-
-def write_zip(path: Path, members: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return path
 
 
 @pytest.fixture(scope="session")

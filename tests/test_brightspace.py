@@ -21,55 +21,20 @@ from grader.lms import brightspace as bs
 from grader.lms.classlist import ClassListError, Roster, normalise, read_class_list
 from grader.lms.names import parse_label, split_flat
 from support.brightspace import Download, class_list, label, stamp, write
+from support.builders import ANSWER_ITEM, mini_rubric, notebook, zip_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 DUE = datetime(2025, 10, 5, 23, 59)
 NETID = r"[a-z]{2,4}[0-9]{1,6}"
-RUBRIC = """
-[assignment]
-name = "lms"
-title = "LMS"
-
-[deadline]
-due = "2025-10-05T23:59:00"
-timezone = "America/New_York"
-late_window_hours = 24
-late_penalty_pct = 20
-
-[penalties]
-naming_pct = 10
-not_executable_pct = 20
-
-[execution]
-limits = "fixed"
-interrupt_grace_s = 3
-cell_timeout_s = 60
-notebook_timeout_s = 120
-memory_mb = 1536
-threads = 1
-
-[[parts]]
-id = "nb"
-file = "work.ipynb"
-points = 10
-
-[[items]]
-id = "nb.answer"
-part = "nb"
-kind = "exists"
-title = "answer is defined"
-points = 10
-target = "answer"
-"""
+RUBRIC = mini_rubric(
+    "lms", title="LMS", due="2025-10-05T23:59:00", timezone="America/New_York",
+    deadline={"late_window_hours": 24, "late_penalty_pct": 20},
+    execution={"cell_timeout_s": 60, "notebook_timeout_s": 120, "memory_mb": 1536, "threads": 1},
+    items=[{**ANSWER_ITEM, "points": 10}])
 
 
 def student_zip(*cells: str, name: str = "work.ipynb") -> bytes:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr(name, nbformat.writes(nb))
-    return buf.getvalue()
+    return zip_bytes({name: notebook(*cells)})
 
 
 GOOD = student_zip("answer = 42")

@@ -2,12 +2,12 @@
 import json
 import os
 import time
-from pathlib import Path
 
 import nbformat
 import pytest
 
 from grader.execute import ExecSettings, ProbeRequest, execute_notebook
+from support.builders import procs_with
 
 FAST = ExecSettings(cell_timeout_s=30, notebook_timeout_s=120)
 
@@ -25,17 +25,6 @@ def _run(tmp_path, cells, settings=FAST, sub="work", **kw):
     work = tmp_path / sub
     work.mkdir(exist_ok=True)
     return execute_notebook(_write(tmp_path, cells, f"{sub}.ipynb"), work, settings, **kw)
-
-
-def _procs_with(token: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(int(pid))
-        except OSError:
-            pass
-    return found
 
 
 def test_trivial_notebook_completes(tmp_path):
@@ -115,7 +104,7 @@ def test_sigint_ignoring_cell_with_sigterm_ignoring_child_is_killed(tmp_path):
     assert run.status == "timeout" and "did not stop when interrupted" in run.message
     assert [c.status for c in run.cells] == ["timeout", "not_run"]
     assert (tmp_path / "work" / "child_started").exists()
-    assert _procs_with(token) == []
+    assert procs_with(token) == []
     assert "leftover_processes" not in run.limits
 
 

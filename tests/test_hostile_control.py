@@ -11,11 +11,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import zipfile
 from datetime import datetime
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 
@@ -25,77 +23,21 @@ from grader.record import Record, load as load_record, safe_key, save as save_re
 from grader.report import report_name
 from grader.rubric import load_rubric
 from grader.runner import GradeSettings
-from grader.validate import placeholder_pdf
 from hostile.control_cases import RUNS, ControlCase, ControlRun
+from support.builders import pdf as answer_sheet, ANSWER_ITEM, F_ITEM, THEORY_ITEM, THEORY_PART, mini_rubric, notebook, zip_bytes
 
-RUBRIC = """
-[assignment]
-name = "control"
-title = "Control tables"
-reference_dir = "ref"
-
-[deadline]
-due = "2025-10-05T23:59:00"
-timezone = "America/New_York"
-
-[penalties]
-naming_pct = 10
-not_executable_pct = 20
-
-[execution]
-limits = "fixed"
-interrupt_grace_s = 3
-cell_timeout_s = 10
-notebook_timeout_s = 45
-probe_timeout_s = 10
-memory_mb = 1024
-
-[[parts]]
-id = "theory"
-file = "theory.pdf"
-kind = "pdf"
-points = 4
-
-[[parts]]
-id = "nb"
-file = "work.ipynb"
-points = 6
-
-[[items]]
-id = "theory.q1"
-part = "theory"
-kind = "staff"
-title = "Question 1"
-points = 4
-
-[[items]]
-id = "nb.f"
-part = "nb"
-kind = "exists"
-title = "function f is defined"
-points = 4
-params = { names = ["f"], callable = true }
-
-[[items]]
-id = "nb.answer"
-part = "nb"
-kind = "exists"
-title = "answer is defined"
-points = 2
-target = "answer"
-"""
+RUBRIC = mini_rubric(
+    "control", title="Control tables", reference_dir="ref", due="2025-10-05T23:59:00",
+    timezone="America/New_York",
+    execution={"cell_timeout_s": 10, "notebook_timeout_s": 45, "probe_timeout_s": 10, "memory_mb": 1024},
+    parts=[THEORY_PART, {"id": "nb", "file": "work.ipynb", "points": 6}],
+    items=[THEORY_ITEM, F_ITEM, ANSWER_ITEM])
 
 BY_NAME = {r.name: r for r in RUNS}
 
 
 def _zip_bytes(cells: tuple[str, ...], pdf: bytes) -> bytes:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("theory.pdf", pdf)
-        zf.writestr("work.ipynb", nbformat.writes(nb))
-    return buf.getvalue()
+    return zip_bytes({"theory.pdf": pdf, "work.ipynb": notebook(*cells)})
 
 
 def _fill(arg: str, subs: Path, tables: Path) -> str:
@@ -111,7 +53,7 @@ def _cli(argv: list[str]) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def pdf() -> bytes:
-    return placeholder_pdf("answers")
+    return answer_sheet("answers")
 
 
 @pytest.fixture(scope="module")

@@ -23,53 +23,13 @@ from grader.rubric import load_rubric
 from grader.runner import GradeSettings
 from grader.sandbox import REPO_ROOT
 from hostile.exec_cases import ANSWER, CASES, F, FULL, ExecCase
+from support.builders import ANSWER_ITEM, F_ITEM, mini_rubric, notebook, procs_with
 
-RUBRIC = """
-[assignment]
-name = "hostile"
-title = "Hostile corpus"
-reference_dir = "ref"
-
-[deadline]
-due = "2099-10-05T23:59:00"
-timezone = "UTC"
-
-[penalties]
-naming_pct = 10
-not_executable_pct = 20
-
-[execution]
-limits = "fixed"
-interrupt_grace_s = 3
-cell_timeout_s = 3
-notebook_timeout_s = 45
-probe_timeout_s = 5
-memory_mb = 1024
-pids_max = 64
-tmp_mb = 64
-disk_mb = 96
-
-[[parts]]
-id = "nb"
-file = "work.ipynb"
-points = 6
-
-[[items]]
-id = "nb.f"
-part = "nb"
-kind = "exists"
-title = "function f is defined"
-points = 4
-params = { names = ["f"], callable = true }
-
-[[items]]
-id = "nb.answer"
-part = "nb"
-kind = "exists"
-title = "answer is defined"
-points = 2
-target = "answer"
-"""
+RUBRIC = mini_rubric(
+    "hostile", title="Hostile corpus", reference_dir="ref",
+    execution={"cell_timeout_s": 3, "notebook_timeout_s": 45, "probe_timeout_s": 5, "memory_mb": 1024,
+               "pids_max": 64, "tmp_mb": 64, "disk_mb": 96},
+    items=[F_ITEM, ANSWER_ITEM])
 
 DISK_MB = 96                                 # execution.disk_mb of the rubric above
 SEED = 4_611_686_018_427_387_903 - 12_345    # fixed here so the test can look for it
@@ -82,23 +42,9 @@ HONEST = ("hon1", "hon2")
 
 
 def _notebook(cells: tuple[str, ...], fill: dict[str, str]) -> bytes:
-    nb = nbformat.v4.new_notebook()
-    for c in cells:
-        for k, v in fill.items():
-            c = c.replace(k, v)
-        nb.cells.append(nbformat.v4.new_code_cell(c))
-    return nbformat.writes(nb).encode()
-
-
-def _procs_with(token: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(int(pid))
-        except OSError:
-            pass
-    return found
+    for k, v in fill.items():
+        cells = tuple(c.replace(k, v) for c in cells)
+    return notebook(*cells)
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +202,7 @@ def test_records_and_executed_notebooks_stay_small_under_floods(batch):
 
 
 def test_no_process_survives(batch):
-    assert _procs_with(batch["token"]) == []
+    assert procs_with(batch["token"]) == []
 
 
 def test_nothing_reached_the_host(batch):

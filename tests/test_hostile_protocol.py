@@ -17,7 +17,6 @@ import textwrap
 import zipfile
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from grader.batch import grade_batch
@@ -27,6 +26,7 @@ from grader.runner import GradeSettings
 from hostile.exec_cases import ANSWER, F
 from hostile.protocol_cases import BIG_MESSAGE, CASES, KEPT, MANY_FRAMES, ProtocolCase
 from test_hostile_exec import RUBRIC as EXEC_RUBRIC
+from support.builders import notebook
 
 REPO = Path(__file__).resolve().parents[1]
 # The hostile mini rubric with room for a cell that imports torch on a loaded machine.
@@ -35,15 +35,9 @@ RUBRIC = re.sub(r"^notebook_timeout_s = .*$", "notebook_timeout_s = 90", RUBRIC,
 HONEST = ("hon1", "hon2")
 
 
-def _notebook(cells: tuple[str, ...]) -> bytes:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    return nbformat.writes(nb).encode()
-
-
 def _zip(path: Path, cells: tuple[str, ...]) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("work.ipynb", _notebook(cells))
+        zf.writestr("work.ipynb", notebook(*cells))
     return path
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from grader.record import load as load_record
 from test_hostile_exec import RUBRIC
+from support.builders import procs_with
 
 FAST = "def f(x):\n    return x + 1\nanswer = f(41)"
 SLOW = ("import subprocess, sys, time\n"
@@ -28,17 +29,6 @@ def _zip(path: Path, source: str) -> None:
     nb.cells = [nbformat.v4.new_code_cell(source)]
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("work.ipynb", nbformat.writes(nb))
-
-
-def _procs_with(token: str) -> list[int]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(int(pid))
-        except OSError:
-            pass
-    return found
 
 
 def _parent(pid: int) -> int | None:
@@ -81,9 +71,9 @@ def test_killed_batch_resumes_without_losing_or_duplicating(tmp_path):
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         assert time.monotonic() < deadline, "the slow notebook never started beside the two fast ones"
         time.sleep(0.05)
-    workers = [pid for pid in _procs_with("spawn_main") if _parent(pid) == proc.pid]
+    workers = [pid for pid in procs_with("spawn_main") if _parent(pid) == proc.pid]
     assert len(workers) == 2, workers
-    assert _procs_with(token), "the notebook's child should be running now"
+    assert procs_with(token), "the notebook's child should be running now"
     killed = proc.pid
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -91,10 +81,10 @@ def test_killed_batch_resumes_without_losing_or_duplicating(tmp_path):
 
     # The sandbox dies with the grader (bwrap --die-with-parent, pid namespace).
     for _ in range(100):
-        if not _procs_with(token):
+        if not procs_with(token):
             break
         time.sleep(0.05)
-    assert _procs_with(token) == []
+    assert procs_with(token) == []
     for _ in range(100):
         if not [w for w in workers if _alive(w)]:
             break
@@ -116,7 +106,7 @@ def test_killed_batch_resumes_without_losing_or_duplicating(tmp_path):
     for name in ("aa001", "bb002", "cc003"):
         rec = load_record(records / f"{name}.zip.json")
         assert rec.status == "graded" and rec.score["final"] == 6, (name, rec.reason)
-    assert _procs_with(token) == []
+    assert procs_with(token) == []
     # The killed grader's (empty) cgroups were removed by the next run.
     for controller in ("memory", "pids"):
         line = [l for l in Path("/proc/self/cgroup").read_text().splitlines()

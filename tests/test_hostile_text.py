@@ -16,7 +16,6 @@ import re
 import zipfile
 from pathlib import Path
 
-import nbformat
 import pytest
 from hypothesis import given, settings, strategies as st
 from markdown_it import MarkdownIt
@@ -28,80 +27,22 @@ from grader.rubric import load_rubric
 from grader.runner import GradeSettings
 from grader.text_safety import clean, csv_cell, md_block, md_code, md_inline, md_text, one_line
 from hostile.text_cases import CASES, FENCES, MARKDOWN, STAFF_NOTE, TERMINAL, TextCase
+from support.builders import ANSWER_ITEM, F_ITEM, mini_rubric, notebook
 
 REF_DIR = Path(__file__).resolve().parent / "checks_ref"
-RUBRIC = """
-[assignment]
-name = "hostile-text"
-title = "Hostile text"
-reference_dir = "{ref}"
-
-[deadline]
-due = "2099-10-05T23:59:00"
-timezone = "UTC"
-
-[intake]
-netid_pattern = "[^.]+"          # any file name is its net id: hostile names reach every output
-
-[penalties]
-naming_pct = 10
-not_executable_pct = 20
-
-[execution]
-limits = "fixed"
-interrupt_grace_s = 3
-cell_timeout_s = 30
-notebook_timeout_s = 90
-probe_timeout_s = 60
-memory_mb = 2048
-
-[[parts]]
-id = "nb"
-file = "work.ipynb"
-points = 9
-
-[[items]]
-id = "nb.f"
-part = "nb"
-kind = "exists"
-title = "function f is defined"
-points = 4
-params = {{ names = ["f"], callable = true }}
-
-[[items]]
-id = "nb.answer"
-part = "nb"
-kind = "exists"
-title = "answer is defined"
-points = 2
-target = "answer"
-
-[[items]]
-id = "nb.size_one"
-part = "nb"
-kind = "function"
-title = "output size, one check"
-points = 1
-target = "size_one"
-reference = "minref.ops:out_size"
-subchecks = [{{ name = "ints", points = 1 }}]
-[items.params]
-cases = [{{ args = [21, 4, 4], group = "ints" }}]
-compare = {{ ints = "output:ints" }}
-
-[[items]]
-id = "nb.size_two"
-part = "nb"
-kind = "function"
-title = "output size, two checks"
-points = 2
-target = "size_two"
-reference = "minref.ops:out_size"
-subchecks = [{{ name = "ints", points = 1 }}, {{ name = "tuples", points = 1 }}]
-[items.params]
-cases = [{{ args = [21, 4, 4], group = "ints" }}, {{ args = [[9, 9], 3], group = "tuples" }}]
-compare = {{ ints = "output:ints", tuples = "output:tuples" }}
-"""
+RUBRIC = mini_rubric(
+    "hostile-text", title="Hostile text", reference_dir=str(REF_DIR),
+    intake={"netid_pattern": "[^.]+"},          # any file name is its net id: hostile names reach every output
+    execution={"cell_timeout_s": 30, "notebook_timeout_s": 90, "probe_timeout_s": 60, "memory_mb": 2048},
+    items=[F_ITEM, ANSWER_ITEM,
+           {"id": "nb.size_one", "part": "nb", "kind": "function", "title": "output size, one check", "points": 1,
+            "target": "size_one", "reference": "minref.ops:out_size", "subchecks": [{"name": "ints", "points": 1}],
+            "params": {"cases": [{"args": [21, 4, 4], "group": "ints"}], "compare": {"ints": "output:ints"}}},
+           {"id": "nb.size_two", "part": "nb", "kind": "function", "title": "output size, two checks", "points": 2,
+            "target": "size_two", "reference": "minref.ops:out_size",
+            "subchecks": [{"name": "ints", "points": 1}, {"name": "tuples", "points": 1}],
+            "params": {"cases": [{"args": [21, 4, 4], "group": "ints"}, {"args": [[9, 9], 3], "group": "tuples"}],
+                       "compare": {"ints": "output:ints", "tuples": "output:tuples"}}}])
 ITEM_TITLES = ("function f is defined", "answer is defined", "output size, one check", "output size, two checks")
 # The grader's own headings: the title, then its sections.
 H2 = re.compile(r"(Files|Penalties|Notes from the grader|work\.ipynb: [0-9.]+ / 9)")
@@ -114,17 +55,11 @@ def renderer() -> MarkdownIt:
     return MarkdownIt("commonmark").enable(["table", "strikethrough"])
 
 
-def _notebook(cells: tuple[str, ...]) -> bytes:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    return nbformat.writes(nb).encode()
-
-
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile_text")
     rubric_path = root / "text.toml"
-    rubric_path.write_text(RUBRIC.format(ref=REF_DIR))
+    rubric_path.write_text(RUBRIC)
     rubric = load_rubric(rubric_path)
     subs, out = root / "subs", root / "out"
     subs.mkdir()
@@ -133,7 +68,7 @@ def batch(tmp_path_factory):
         path = subs / case.zip_name
         with zipfile.ZipFile(path, "w") as zf:
             if case.cells:
-                zf.writestr("work.ipynb", _notebook(case.cells))
+                zf.writestr("work.ipynb", notebook(*case.cells))
             for name in case.extra:
                 zf.writestr(name, b"x")
         zips.append(path)
@@ -317,7 +252,7 @@ def _record(evil: str, status: str = "graded") -> Record:
 @pytest.fixture(scope="module")
 def small_rubric(tmp_path_factory):
     root = tmp_path_factory.mktemp("small_rubric")
-    (root / "text.toml").write_text(RUBRIC.format(ref=REF_DIR))
+    (root / "text.toml").write_text(RUBRIC)
     return load_rubric(root / "text.toml")
 
 

@@ -8,47 +8,14 @@ import subprocess
 import sys
 import time
 import zipfile
-from pathlib import Path
 
 import nbformat
+from support.builders import mini_rubric, procs_with
 
-RUBRIC = """
-[assignment]
-name = "stop"
-reference_dir = "ref"
-[deadline]
-due = "2025-10-05T23:59:00"
-timezone = "America/New_York"
-[penalties]
-[execution]
-limits = "fixed"
-interrupt_grace_s = 3
-cell_timeout_s = 120
-notebook_timeout_s = 300
-[[parts]]
-id = "nb"
-file = "work.ipynb"
-points = 1
-[[items]]
-id = "nb.x"
-part = "nb"
-kind = "exists"
-title = "x"
-target = "x"
-points = 1
-"""
-
-
-def sandbox_processes(token: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if token.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
+RUBRIC = mini_rubric(
+    "stop", reference_dir="ref", due="2025-10-05T23:59:00", timezone="America/New_York", penalties={},
+    execution={"cell_timeout_s": 120, "notebook_timeout_s": 300},
+    items=[{"id": "nb.x", "part": "nb", "kind": "exists", "title": "x", "target": "x", "points": 1}])
 
 
 def test_sigterm_stops_the_batch_and_keeps_finished_records(tmp_path):
@@ -82,4 +49,4 @@ def test_sigterm_stops_the_batch_and_keeps_finished_records(tmp_path):
     assert "stopped; 1 complete record(s) are kept" in err
     assert sorted(p.name for p in (out / "records").glob("*.json")) == ["aa111.zip.json"]
     time.sleep(1)
-    assert sandbox_processes(token) == []
+    assert procs_with(token) == []

@@ -2,12 +2,7 @@
 intake, the real sandboxed kernel and the real check kinds, on a small rubric of its own."""
 from __future__ import annotations
 
-import io
-import json
-import zipfile
-from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 
@@ -16,89 +11,14 @@ from grader.cli import main as cli_main
 from grader.record import load as load_record
 from grader.rubric import load_rubric
 from grader.runner import GradeSettings
+from support.builders import ANSWER_ITEM, F_ITEM, THEORY_ITEM, THEORY_PART, mini_rubric, notebook, pdf, write_zip
 
-RUBRIC = """
-[assignment]
-name = "mini"
-title = "Mini homework"
-reference_dir = "ref"
-
-[deadline]
-due = "2025-10-05T23:59:00"
-timezone = "America/New_York"
-
-[penalties]
-naming_pct = 10
-not_executable_pct = 20
-
-[execution]
-limits = "fixed"
-interrupt_grace_s = 3
-cell_timeout_s = 4
-notebook_timeout_s = 60
-probe_timeout_s = 30
-memory_mb = 2048
-
-[[parts]]
-id = "theory"
-file = "theory.pdf"
-kind = "pdf"
-points = 4
-
-[[parts]]
-id = "nb"
-file = "work.ipynb"
-points = 6
-
-[[items]]
-id = "theory.q1"
-part = "theory"
-kind = "staff"
-title = "Question 1"
-points = 4
-
-[[items]]
-id = "nb.f"
-part = "nb"
-kind = "exists"
-title = "function f is defined"
-points = 4
-params = { names = ["f"], callable = true }
-
-[[items]]
-id = "nb.answer"
-part = "nb"
-kind = "exists"
-title = "answer is defined"
-points = 2
-target = "answer"
-"""
-
-
-def notebook(*cells: str) -> bytes:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    return nbformat.writes(nb).encode()
-
-
-def real_pdf() -> bytes:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig = plt.figure()
-    fig.text(0.1, 0.5, "answers")
-    fig.savefig(buf, format="pdf")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def make_zip(path: Path, members: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return path
+RUBRIC = mini_rubric(
+    "mini", title="Mini homework", reference_dir="ref", due="2025-10-05T23:59:00",
+    timezone="America/New_York",
+    execution={"cell_timeout_s": 4, "notebook_timeout_s": 60, "probe_timeout_s": 30, "memory_mb": 2048},
+    parts=[THEORY_PART, {"id": "nb", "file": "work.ipynb", "points": 6}],
+    items=[THEORY_ITEM, F_ITEM, ANSWER_ITEM])
 
 
 @pytest.fixture(scope="module")
@@ -108,26 +28,26 @@ def graded(tmp_path_factory):
     (root / "mini.toml").write_text(RUBRIC)
     subs = root / "subs"
     subs.mkdir()
-    pdf = real_pdf()
+    sheet = pdf()
     good = notebook("def f(x):\n    return x + 1", "answer = f(41)")
-    make_zip(subs / "aa111.zip", {"theory.pdf": pdf, "work.ipynb": good})
+    write_zip(subs / "aa111.zip", {"theory.pdf": sheet, "work.ipynb": good})
     # Raises in the middle; the cell after it still runs, so `answer` exists.
-    make_zip(subs / "bb222.zip", {"theory.pdf": pdf, "work.ipynb": notebook(
+    write_zip(subs / "bb222.zip", {"theory.pdf": sheet, "work.ipynb": notebook(
         "def f(x):\n    return x", "undefined_name + 1", "answer = 2")})
     # Its own self-check asserts on a wrong answer: scored by the items, no execution penalty.
-    make_zip(subs / "hh888.zip", {"theory.pdf": pdf, "work.ipynb": notebook(
+    write_zip(subs / "hh888.zip", {"theory.pdf": sheet, "work.ipynb": notebook(
         "def f(x):\n    return x", "assert f(1) == 2, 'f(1) should be 2'", "answer = 1")})
     # Loops forever in its second cell: interrupted at the 4 s cell limit; the cell after it still runs.
-    make_zip(subs / "cc333.zip", {"theory.pdf": pdf, "work.ipynb": notebook(
+    write_zip(subs / "cc333.zip", {"theory.pdf": sheet, "work.ipynb": notebook(
         "def f(x):\n    return x", "while True:\n    pass", "answer = 3")})
     # Misnamed notebook plus an extra file, and late by 3 hours.
-    make_zip(subs / "dd444.zip", {"theory.pdf": pdf, "Work (1).ipynb": good, "notes.txt": b"scratch"})
+    write_zip(subs / "dd444.zip", {"theory.pdf": sheet, "Work (1).ipynb": good, "notes.txt": b"scratch"})
     # 30 hours late: not accepted.
-    make_zip(subs / "ee555.zip", {"theory.pdf": pdf, "work.ipynb": good})
+    write_zip(subs / "ee555.zip", {"theory.pdf": sheet, "work.ipynb": good})
     # Not a zip at all.
     (subs / "ff666.zip").write_bytes(b"this is not a zip file")
     # The PDF is a renamed text file; the notebook is missing.
-    make_zip(subs / "gg777.zip", {"theory.pdf": b"my answers in plain text\n"})
+    write_zip(subs / "gg777.zip", {"theory.pdf": b"my answers in plain text\n"})
     tables = root / "course"     # the staff's tables folder, named with --tables (never beside the zips)
     tables.mkdir()
     (tables / "submission_times.csv").write_text(

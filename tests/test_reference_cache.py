@@ -66,6 +66,10 @@ def test_a_changed_reference_package_or_a_damaged_entry_is_computed_again(tmp_pa
 
     assert fresh_process_view(ref) == [1.0]
     assert fresh_process_view(ref) == [1.0] and len(calls) == 1
+    # The assignment's own tests beside its reference are not the reference.
+    (ref / "tests").mkdir()
+    (ref / "tests" / "test_demo.py").write_text("def test_x():\n    pass\n")
+    assert fresh_process_view(ref) == [1.0] and len(calls) == 1
     (ref / "demo.py").write_text("X = 2\n")
     assert fresh_process_view(ref) == [2.0]
     for entry in (cache / "reference").glob("*.pt"):

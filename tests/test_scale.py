@@ -13,10 +13,8 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from grader import devices, engines
@@ -25,61 +23,26 @@ from grader.cluster import ClusterError, SlurmConfig, load_slurm_config, slurm_c
 from grader.record import load as load_record
 from grader.rubric import load_rubric
 from grader.runner import GradeSettings
+from support.builders import ANSWER_ITEM, mini_rubric, notebook, write_zip
 
 REPO = Path(__file__).resolve().parents[1]
 REF_DIR = Path(__file__).resolve().parent / "checks_ref"
 SEED = 20251005
-RUBRIC = """
-[assignment]
-name = "scale"
-title = "Scale"
-reference_dir = "{ref}"
+ANSWER_1 = {**ANSWER_ITEM, "points": 1}
 
-[deadline]
-due = "2099-10-05T23:59:00"
-timezone = "UTC"
 
-[penalties]
-naming_pct = 10
-not_executable_pct = 20
-
-[execution]
-limits = "fixed"
-interrupt_grace_s = 3
-cell_timeout_s = 60
-notebook_timeout_s = 120
-probe_timeout_s = 60
-memory_mb = 1536
-threads = 1
-
-[[parts]]
-id = "nb"
-file = "work.ipynb"
-points = 3
-
-[[items]]
-id = "nb.answer"
-part = "nb"
-kind = "exists"
-title = "answer is defined"
-points = 1
-target = "answer"
-
-[[items]]
-id = "nb.conv"
-part = "nb"
-kind = "function"
-title = "strided 1-D convolution"
-points = 2
-target = "conv1d"
-reference = "minref.ops:conv1d"
-subchecks = [{{ name = "forward", points = 2 }}]
-[items.params]
-atol = {atol}
-rtol = 0
-cases = [{{ args = [{{ tensor = [3, 12] }}, {{ tensor = [2, 3, 3] }}, 2], group = "forward" }}]
-compare = {{ forward = "output:forward" }}
-"""
+def rubric_text(atol: float) -> str:
+    return mini_rubric(
+        "scale", title="Scale", reference_dir=str(REF_DIR),
+        execution={"cell_timeout_s": 60, "notebook_timeout_s": 120, "probe_timeout_s": 60, "memory_mb": 1536,
+                   "threads": 1},
+        items=[ANSWER_1,
+               {"id": "nb.conv", "part": "nb", "kind": "function", "title": "strided 1-D convolution", "points": 2,
+                "target": "conv1d", "reference": "minref.ops:conv1d",
+                "subchecks": [{"name": "forward", "points": 2}],
+                "params": {"atol": atol, "rtol": 0,
+                           "cases": [{"args": [{"tensor": [3, 12]}, {"tensor": [2, 3, 3]}, 2], "group": "forward"}],
+                           "compare": {"forward": "output:forward"}}}])
 EXACT = ("import torch\n"
          "def conv1d(x, w, stride):\n"
          "    return torch.einsum('cpk,fck->fp', x.unfold(-1, w.shape[-1], stride), w)\n")
@@ -89,17 +52,12 @@ ROUGH = EXACT.replace("return torch.einsum", "return 1e-3 + torch.einsum")
 
 def rubric_file(root: Path, atol: float = 1e-2) -> Path:
     path = root / "scale.toml"
-    path.write_text(RUBRIC.format(ref=REF_DIR, atol=atol))
+    path.write_text(rubric_text(atol))
     return path
 
 
 def student_zip(folder: Path, net_id: str, *cells: str) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    path = folder / f"{net_id}.zip"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("work.ipynb", nbformat.writes(nb))
-    return path
+    return write_zip(folder / f"{net_id}.zip", {"work.ipynb": notebook(*cells)})
 
 
 def points(rec) -> dict[str, float]:

@@ -16,7 +16,6 @@ import math
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import nbformat
 import pandas as pd

@@ -7,61 +7,20 @@ import nbformat
 import pytest
 
 from grader.cli import main as cli_main
+from support.builders import mini_rubric
 
 REPO = Path(__file__).resolve().parents[1]
 
-RUBRIC = """
-[assignment]
-name = "mini"
-reference_dir = "ref"
-
-[deadline]
-due = "2025-10-05T23:59:00"
-timezone = "America/New_York"
-
-[penalties]
-
-[execution]
-limits = "fixed"
-interrupt_grace_s = 3
-cell_timeout_s = 10
-notebook_timeout_s = 60
-
-[[parts]]
-id = "theory"
-file = "theory.pdf"
-kind = "pdf"
-points = 1
-
-[[parts]]
-id = "nb"
-file = "work.ipynb"
-points = 3
-
-[[items]]
-id = "theory.q"
-part = "theory"
-kind = "staff"
-title = "q"
-points = 1
-
-[[items]]
-id = "nb.given"
-part = "nb"
-kind = "exists"
-title = "given helper"
-target = "helper"
-points = 1
-release = "full"
-
-[[items]]
-id = "nb.todo"
-part = "nb"
-kind = "exists"
-title = "student function"
-target = "answer"
-points = 2
-"""
+RUBRIC = mini_rubric(
+    "mini", reference_dir="ref", due="2025-10-05T23:59:00", timezone="America/New_York", penalties={},
+    execution={"cell_timeout_s": 10, "notebook_timeout_s": 60},
+    parts=[{"id": "theory", "file": "theory.pdf", "kind": "pdf", "points": 1},
+           {"id": "nb", "file": "work.ipynb", "points": 3}],
+    items=[{"id": "theory.q", "part": "theory", "kind": "staff", "title": "q", "points": 1},
+           {"id": "nb.given", "part": "nb", "kind": "exists", "title": "given helper", "target": "helper",
+            "points": 1, "release": "full"},
+           {"id": "nb.todo", "part": "nb", "kind": "exists", "title": "student function", "target": "answer",
+            "points": 2}])
 
 
 def setup(tmp_path: Path, release_of_todo: str = "zero") -> Path:
@@ -73,7 +32,8 @@ def setup(tmp_path: Path, release_of_todo: str = "zero") -> Path:
         nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
         nbformat.write(nb, str(ref / version / "work.ipynb"))
     rubric = tmp_path / "mini.toml"
-    rubric.write_text(RUBRIC.replace('points = 2\n', f'points = 2\nrelease = "{release_of_todo}"\n'))
+    rubric.write_text(RUBRIC.replace('target = "answer"\npoints = 2\n',
+                                     f'target = "answer"\npoints = 2\nrelease = "{release_of_todo}"\n'))
     return rubric
 
 

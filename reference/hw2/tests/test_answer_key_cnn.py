@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.functional import jacobian
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 HW2 = REPO / "reference" / "hw2"
 sys.path.insert(0, str(HW2))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 HW2 = REPO / "reference" / "hw2"
 COURSE = HW2 / "course"
 NOTEBOOKS = ("hw2_cnn", "hw2_rnn", "08-seq_classification")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 HW2 = REPO / "reference" / "hw2"
 NB = "hw2_cnn.ipynb"
 sys.path.insert(0, str(HW2))

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 HW2 = REPO / "reference" / "hw2"
 NB = "hw2_rnn.ipynb"
 sys.path.insert(0, str(HW2))

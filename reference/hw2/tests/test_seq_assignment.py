@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 HW2 = REPO / "reference" / "hw2"
 SUPPORT = HW2 / "support"
 CURVES = HW2 / "data" / "section8_curves.json"
