@@ -110,8 +110,12 @@ def grade_batch(zips: list[Path], rubric: Rubric, settings: GradeSettings, out: 
     (grader/artifacts.py) without starting a kernel where the runs still stand. ``only``: the
     net_ids (or zip names) to grade; every other zip keeps the record it has."""
     out.mkdir(parents=True, exist_ok=True)
+    # Local workers share the machine's kernel slots (grader/kernel_slots.py): ``jobs`` of them,
+    # so a worker left without a submission lends its slot to the last ones' notebooks; on
+    # Dask each machine counts its own.
     settings = replace(settings, artifacts_dir=settings.artifacts_dir or out / "artifacts",
-                       force=settings.force or force)
+                       force=settings.force or force,
+                       kernel_slots=settings.kernel_slots or (0 if client is not None else max(1, jobs)))
     wanted = {o.lower() for o in only} if only else None
     kept: dict[int, tuple[Record, Path]] = {}
     tasks: list[Task] = []

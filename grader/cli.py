@@ -15,7 +15,7 @@ from grader.batch import DUPLICATE, duplicate_groups, flag_duplicates, grade_bat
 from grader.record import Record
 from grader.rubric import RubricError, load_rubric
 from grader.cluster import ClusterError
-from grader.engines import default_jobs
+from grader.kernel_slots import default_jobs
 from grader.progress import Progress
 from grader.lms import brightspace
 from grader.lms.classlist import ClassListError, Roster, read_class_list
@@ -199,13 +199,16 @@ def _engine(args: argparse.Namespace, rubric, settings: GradeSettings, n_zips: i
         jobs, why = max(1, args.jobs), "--jobs"
     else:
         jobs, why = default_jobs(e.threads, e.memory_mb, slots)
+    # Kernels at once on this machine: a batch smaller than the workers lends the idle ones to its
+    # submissions' other notebooks (grader/part_runs.py).
+    settings.kernel_slots = jobs
     jobs = min(jobs, max(1, n_zips))
     device = settings.device
     if slots and jobs > 1:
         settings.device = "auto"          # each worker takes its own GPU (devices.for_slot)
         device = f"{len(devices.gpu_indices())} GPU(s), {args.kernels_per_gpu} kernel(s) each"
-    return jobs, None, None, (f"{jobs} worker(s) on this machine ({why}), {e.threads} thread(s) and "
-                              f"{e.memory_mb} MB per kernel, on {device}")
+    return jobs, None, None, (f"{jobs} worker(s) on this machine ({why}), {settings.kernel_slots} kernel(s) at once, "
+                              f"{e.threads} thread(s) and {e.memory_mb} MB per kernel, on {device}")
 
 
 def _print_duplicates(recs) -> None:

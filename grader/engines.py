@@ -27,7 +27,6 @@ from grader.rubric import Rubric
 from grader.runner import GradeSettings, error_record, grade_submission, sha256
 
 Grader = Callable[[Path, Rubric, GradeSettings, "Record | None"], Record]
-GRADER_MB = 800        # one worker process itself: torch, the replay pools, a notebook's JSON
 
 
 @dataclass
@@ -35,38 +34,6 @@ class Task:
     index: int                     # position in the batch (the CSV keeps this order)
     zip_path: Path
     previous: Record | None        # this zip's earlier record, for a regrade
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:       # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def available_mb() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return 4096
-
-
-def default_jobs(threads: int, memory_mb: int, gpu_slots: int = 0) -> tuple[int, str]:
-    """(workers, why): as many kernels as the cores hold at the rubric's thread count and the
-    memory holds at its per-kernel limit (plus the worker itself); on a GPU machine also no
-    more than its GPU slots."""
-    by_cpu = max(1, cores() // max(1, threads))
-    by_mem = max(1, available_mb() // (memory_mb + GRADER_MB))
-    jobs = min(by_cpu, by_mem)
-    why = f"{cores()} cores / {threads} thread(s) per kernel = {by_cpu}; " \
-          f"{available_mb()} MB free / ({memory_mb} + {GRADER_MB}) MB per worker = {by_mem}"
-    if gpu_slots:
-        jobs = min(jobs, gpu_slots)
-        why += f"; {gpu_slots} GPU slot(s)"
-    return jobs, why
 
 
 def run_here(tasks: list[Task], rubric: Rubric, settings: GradeSettings) -> Iterator[tuple[Task, Record]]:

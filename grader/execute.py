@@ -220,10 +220,17 @@ def _own_signals(state: RunState) -> None:
             pass  # not the main thread: the caller's own handling applies
 
 
+async def _watch(outside: threading.Event, stop: asyncio.Event) -> None:
+    while not outside.is_set():
+        await asyncio.sleep(0.1)
+    stop.set()
+
+
 async def _main(state: RunState, sbx: Sandbox, settings: ExecSettings, workdir: Path,
                 probe: ProbeRequest | None) -> None:
     state.stop = asyncio.Event()
     _own_signals(state)
+    watcher = asyncio.ensure_future(_watch(state.external_stop, state.stop)) if state.external_stop else None
     task = asyncio.ensure_future(_drive(state, sbx, settings, workdir, probe))
     stopper = asyncio.ensure_future(state.stop.wait())
     try:
@@ -235,6 +242,8 @@ async def _main(state: RunState, sbx: Sandbox, settings: ExecSettings, workdir: 
                                      return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopper.cancel()
+        if watcher is not None:
+            watcher.cancel()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -315,13 +324,15 @@ def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
                      probe: ProbeRequest | None = None,
                      prelude: str | None = None,
                      python_path: list[str] | None = None,
-                     before_cells: dict[int, str] | None = None) -> NotebookRun:
+                     before_cells: dict[int, str] | None = None,
+                     stop: threading.Event | None = None) -> NotebookRun:
     """``prelude``: grader code run in the kernel after the sandbox check and before the first
     cell (e.g. instrumentation); it sees the probe folder (/grader/probe) read-only.
     ``ro_mounts``: (host path, target) with an absolute target, or one relative to the notebook's
     folder; ``python_path``: folders beside the notebook whose modules import flat;
     ``before_cells``: grader code run hidden just before the notebook cells of those indices
-    (a reseed before the given training cell, say)."""
+    (a reseed before the given training cell, say); ``stop``: set from another thread, it stops
+    the run as SIGINT does (KeyboardInterrupt), for a run outside the main thread."""
     t0 = time.monotonic()
     workdir = Path(workdir)
     nb, why = read_notebook(nb_path)
@@ -335,7 +346,8 @@ def execute_notebook(nb_path: Path, workdir: Path, settings: ExecSettings, *,
             cell.outputs = []
             cell.execution_count = None
     state = RunState(nb=nb, cells=[CellResult(i, "not_run", 0.0) for i, c in enumerate(nb.cells)
-                                 if c.cell_type == "code"], prelude=prelude, before=dict(before_cells or {}))
+                                 if c.cell_type == "code"], prelude=prelude, before=dict(before_cells or {}),
+                     external_stop=stop)
     limits: dict[str, str] = {}
     sbx: Sandbox | None = None
     try:

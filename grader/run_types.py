@@ -101,6 +101,7 @@ class RunState:
     prelude_status: str = ""
     before: dict = dataclasses.field(default_factory=dict)   # cell index -> hidden grader code run just before it
     stop: Any = None                    # asyncio.Event set by SIGINT/SIGTERM: staff stopped the grader
+    external_stop: Any = None           # threading.Event: the caller stops the run from another thread
     interrupted: bool = False
     timed_out: list[tuple[int, str]] = dataclasses.field(default_factory=list)   # (cell, "cell" | "notebook") interrupted at a limit
     notebook_limit_hit: bool = False    # the notebook's own limit ended the cells

@@ -20,22 +20,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from grader import artifacts
 from grader import deadline as deadline_stage
 from grader import devices, limits as limits_stage, overrides
-from grader.cache import cached_execute, run_key
 from grader.checks import KINDS, ItemResult, JudgeContext
 from grader.checks.base import not_run
 from grader.checks.gating import apply_requires
 from grader.diagnose import diagnose, excused_cells
-from grader.execute import ExecSettings, NotebookRun, ProbeRequest, execute_notebook
+from grader.execute import ExecSettings, NotebookRun
 from grader.intake import IntakePolicy, IntakeResult, intake
 from grader.record import Record, safe_key, to_jsonable, zip_key
-from grader.planning import plan_part, tree_digest
+from grader.planning import tree_digest
 from grader.rubric import Part, Rubric
 from grader.score import Penalty, score
 from grader.judging import judge
-from grader.kernel_code import PROBE_CODE, capture_prelude, reseed_cells
+from grader.kernel_slots import KernelSlots, default_jobs
+from grader.notebook_parts import execute_prepared, judge_context, prepare_run
+from grader.part_runs import run_jobs
 
 
 
@@ -58,6 +58,9 @@ class GradeSettings:
     force: bool = False                              # run every notebook again, whatever was kept
     lms: dict[str, dict] = field(default_factory=dict)   # zip name -> what the LMS download says of it
                                                      # (grader/lms/brightspace.py: net id, given name, attempts)
+    kernel_slots: int = 0                            # kernels this machine runs at once; 0: what its cores
+                                                     # and memory hold (grader/kernel_slots.py)
+    slots_dir: Path | None = None                    # the machine's slot locks (None: its temp folder)
 
 
 def time_limits(rubric: Rubric, settings: GradeSettings) -> limits_stage.Limits:
@@ -269,6 +272,8 @@ def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Reco
     items: list[ItemResult] = []
     not_executable: list[str] = []
     staff = settings.staff_scores.get(got.net_id, {})
+    runs = _run_parts(rubric, settings, run_settings if runnable(rubric, got) else None, got, work, datasets,
+                      record, previous)
     for part in rubric.parts:
         path = got.files.get(part.file)
         problem = got.problems.get(part.file)
@@ -292,9 +297,9 @@ def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Reco
                 else:
                     items.append(KINDS[i.kind].judge(i, ctx))
             continue
-        kept = previous.notebooks.get(part.id) if previous is not None else None
-        run, ctx, key = _run_notebook(part, path, rubric, settings, run_settings, work, datasets, staff,
-                                      got.net_id, record.zip_sha256, kept)
+        prep, run, probe_dir = runs[part.id]
+        ctx = judge_context(prep, run, probe_dir, rubric, settings.cache_dir, staff, got.net_id)
+        key = prep.key
         record.notebooks[part.id] = {**to_jsonable(run), "run_key": key}
         notes = diagnose(run.executed_path, record.notebooks[part.id]["cells"], run.device,
                          rubric.execution.packages)
@@ -324,82 +329,41 @@ def _grade(zip_path: Path, rubric: Rubric, settings: GradeSettings, record: Reco
     _finish(rubric, record, items, penalties, rejected=False)
 
 
-def _run_notebook(part: Part, path: Path, rubric: Rubric, settings: GradeSettings, run_settings: ExecSettings,
-                  work: Path, datasets: dict[str, Path], staff: dict[str, float], net_id: str,
-                  zip_sha256: str | None, kept: dict | None) -> tuple[NotebookRun, JudgeContext, str]:
-    """Run the part's notebook (or take this submission's kept run of it: same key), then the
-    context its items are judged in; returns (run, context, run key)."""
-    run_dir = work / "run" / part.id
-    run_dir.mkdir(parents=True)
-    for s in part.support:
-        src = rubric.reference_dir / s
-        dst = run_dir / Path(s).name
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
-    nb_path = run_dir / part.file
-    shutil.copy2(path, nb_path)
-    mounts = [(datasets[m.source] if m.source in datasets else rubric.reference_dir / m.source, m.target)
-              for m in part.mounts]
-
-    part_items = rubric.items_of(part.id)
-    # Inputs are generated on the trusted side from the secret seed, once per process
-    # (grader/planning.py); what judging needs (reference results, labels) stays in memory
-    # and never enters the sandbox.
-    t0 = time.monotonic()
-    plan = plan_part(part.id, list(part_items), settings.seed, rubric.reference_dir,
-                     lambda item, ctx: KINDS[item.kind].probe_actions(item, ctx))
-    plan_s = time.monotonic() - t0      # nearly 0 once the process has planned this part
-    probe = None
-    probe_out = work / "probe_out" / part.id
-    if plan is not None:
-        probe_out.mkdir(parents=True)
-        probe = ProbeRequest(code=PROBE_CODE, in_dir=plan.in_dir, out_dir=probe_out)
-    # Code a check kind needs in the kernel before the first student cell (instrumentation),
-    # and the part's captures of trained objects.
-    preludes = ([capture_prelude(part.captures)] if part.captures else []) + \
-        [code for i in part_items if (code := _prelude(i))]
-    prelude = "\n".join(dict.fromkeys(preludes)) or None
-    threads = str(rubric.execution.threads)
-    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-           **devices.kernel_env(run_settings.device), **dict(part.env)}
-    before = reseed_cells(part, nb_path)
-    key = run_key(nb_path, run_dir, run_settings, env, mounts, probe, prelude, list(part.python_path), before,
-                  probe_digest=plan.digest if plan is not None else None)
-    entry = artifacts.name(zip_sha256, key)
-    stored = None
-    if kept is not None and kept.get("run_key") == key and settings.artifacts_dir is not None:
-        stored = artifacts.load(settings.artifacts_dir, entry)
-    if stored is not None:
-        run, probe_dir = stored.run, stored.probe_dir
-        run.limits = {**run.limits, "regraded": "judged again from this submission's kept run; no kernel started"}
-    else:
-        run, reused = cached_execute(settings.cache_dir if settings.reuse_runs and not settings.force else None,
-                                     nb_path, run_dir, run_settings, env, mounts, probe, execute_notebook,
-                                     prelude=prelude, python_path=list(part.python_path),
-                                     before_cells=before, key=key)
-        if reused:  # staff-only: the feedback must not tell a student that an identical notebook exists
-            run.limits = {**run.limits, "reused_run": "identical notebook and inputs already run (grader/cache.py)"}
-        probe_dir = probe_out if probe else None
-        if settings.artifacts_dir is not None:
-            artifacts.save(settings.artifacts_dir, entry, run, probe_dir)
-    probe_ok = run.probe is not None and run.probe.status == "ok"
-    if run.probe is None or run.probe.status == "not_run":
-        why = f"the notebook did not get far enough to be checked: {run.message}"
-    elif not probe_ok:
-        why = f"the grader's check could not run after the notebook ({run.probe.status}: {run.probe.error or ''})"
-    else:
-        why = None
-    ctx = JudgeContext(net_id, probe_dir if probe else None, probe_ok, why, staff, path,
-                       executed_path=run.executed_path, reference_dir=rubric.reference_dir,
-                       private=plan.private() if plan is not None else {},
-                       plan_s=plan_s, cache_dir=settings.cache_dir)
-    return run, ctx, key
+def runnable(rubric: Rubric, got: IntakeResult) -> list[Part]:
+    """The notebook parts this submission has a readable notebook for."""
+    return [p for p in rubric.parts if p.kind == "notebook" and got.files.get(p.file) is not None
+            and not got.problems.get(p.file)]
 
 
-def _prelude(item) -> str | None:
-    return KINDS[item.kind].prelude(item)
+def kernel_slots(rubric: Rubric, settings: GradeSettings) -> KernelSlots:
+    count = settings.kernel_slots or default_jobs(rubric.execution.threads, rubric.execution.memory_mb)[0]
+    return KernelSlots(count, settings.slots_dir)
+
+
+def _run_parts(rubric: Rubric, settings: GradeSettings, run_settings: ExecSettings | None, got: IntakeResult,
+               work: Path, datasets: dict[str, Path], record: Record, previous: Record | None) -> dict:
+    """part id -> (prepared run, run, probe folder) of every runnable notebook part: prepared here
+    in part order, run on this machine's kernel slots (grader/part_runs.py: the notebooks of one
+    submission side by side where slots are idle), so judging afterwards is in part order."""
+    parts = runnable(rubric, got)
+    if not parts:
+        return {}
+    prepared = [prepare_run(p, got.files[p.file], rubric, settings.seed, settings.artifacts_dir, run_settings,
+                            work, datasets, record.zip_sha256,
+                            previous.notebooks.get(p.id) if previous is not None else None) for p in parts]
+    cache_dir = settings.cache_dir if settings.reuse_runs and not settings.force else None
+    began = time.monotonic()
+
+    def job(prep):
+        def run(lane):
+            lane.started = None
+            out = execute_prepared(prep, cache_dir, settings.artifacts_dir, run_settings, record.zip_sha256, lane)
+            if lane.started is not None:     # a kernel ran: when it got its slot, from the first part's start
+                record.timing[f"{prep.part.id}_started_s"] = round(lane.started - began, 3)
+            return out
+        return run
+    done = run_jobs([job(p) for p in prepared], kernel_slots(rubric, settings))
+    return {prep.part.id: (prep, run, probe_dir) for prep, (run, probe_dir) in zip(prepared, done)}
 
 
 def executable(run: NotebookRun, test_failures: tuple[str, ...], excused: set[int] = frozenset()) -> bool:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from grader.record import Record
 from grader.rubric import Rubric
-from grader.engines import Task, default_jobs, run_here, run_pool
+from grader.engines import Task, run_here, run_pool
+from grader.kernel_slots import default_jobs
 from grader.runner import GradeSettings, prepare_datasets
 
 # Net ids in the rubric's pattern, so intake adds no naming issue of its own.

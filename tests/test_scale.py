@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import devices, engines
+from grader import devices, engines, kernel_slots
 from grader.batch import grade_batch
 from grader.cluster import ClusterError, SlurmConfig, load_slurm_config, slurm_cluster
 from grader.record import load as load_record
@@ -77,7 +77,7 @@ def test_regrade_after_a_tolerance_change_starts_no_kernel(tmp_path, monkeypatch
                                           {"nb.answer": 1, "nb.conv": 0}]
 
     # Only a tolerance changes: every run stands, so no notebook may be executed again.
-    import grader.runner as runner
+    import grader.notebook_parts as runner
 
     def no_kernel(*a, **k):
         raise AssertionError("a tolerance-only regrade started a kernel")
@@ -260,13 +260,13 @@ def test_gpu_slots_round_robin(tmp_path):
 
 
 def test_default_jobs_follow_cores_memory_and_gpus(monkeypatch):
-    monkeypatch.setattr(engines, "cores", lambda: 16)
-    monkeypatch.setattr(engines, "available_mb", lambda: 64 * 1024)
-    assert engines.default_jobs(1, 6144)[0] == 9          # memory: 65536 // (6144 + 800)
-    assert engines.default_jobs(4, 2048)[0] == 4          # cores: 16 // 4
-    assert engines.default_jobs(1, 2048, gpu_slots=2)[0] == 2
-    monkeypatch.setattr(engines, "available_mb", lambda: 1000)
-    assert engines.default_jobs(1, 6144)[0] == 1          # never fewer than one
+    monkeypatch.setattr(kernel_slots, "cores", lambda: 16)
+    monkeypatch.setattr(kernel_slots, "available_mb", lambda: 64 * 1024)
+    assert kernel_slots.default_jobs(1, 6144)[0] == 9          # memory: 65536 // (6144 + 800)
+    assert kernel_slots.default_jobs(4, 2048)[0] == 4          # cores: 16 // 4
+    assert kernel_slots.default_jobs(1, 2048, gpu_slots=2)[0] == 2
+    monkeypatch.setattr(kernel_slots, "available_mb", lambda: 1000)
+    assert kernel_slots.default_jobs(1, 6144)[0] == 1          # never fewer than one
 
 
 GENERATOR = '''
@@ -337,3 +337,39 @@ def test_a_dying_worker_costs_only_its_own_submission(tmp_path):
     assert set(status.values()) == {"graded"}
     why = next(w for s, _, w in seen if s == "zz0666")
     assert "died on this submission, twice" in why
+
+
+def _two_notebooks(tmp_path):
+    """A rubric of two notebook parts whose cells take a few seconds each, and one zip."""
+    items = [{"id": f"{p}.answer", "part": p, "kind": "exists", "title": f"answer in {p}", "points": 1,
+              "target": "answer"} for p in ("one", "two")]
+    rubric_path = tmp_path / "two.toml"
+    rubric_path.write_text(mini_rubric(
+        "two", reference_dir=str(REF_DIR),
+        execution={"cell_timeout_s": 60, "notebook_timeout_s": 120, "probe_timeout_s": 60, "memory_mb": 1024,
+                   "threads": 1},
+        parts=[{"id": p, "file": f"{p}.ipynb", "points": 1} for p in ("one", "two")], items=items))
+    cells = ("import time\ntime.sleep(3)", "answer = 42")
+    zip_path = write_zip(tmp_path / "ab1234.zip", {f"{p}.ipynb": notebook(*cells) for p in ("one", "two")})
+    return load_rubric(rubric_path), zip_path
+
+
+def _span(rec, part: str) -> tuple[float, float]:
+    start = rec.timing[f"{part}_started_s"]
+    return start, start + rec.timing[f"{part}_s"]
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_the_notebooks_of_one_submission_share_the_idle_kernel_slots(tmp_path, slots):
+    from grader.runner import grade_submission
+    rubric, zip_path = _two_notebooks(tmp_path)
+    settings = GradeSettings(work_dir=tmp_path / "work", cache_dir=tmp_path / "cache", seed=SEED,
+                             reuse_runs=False, kernel_slots=slots, slots_dir=tmp_path / "slots")
+    rec = grade_submission(zip_path, rubric, settings)
+    assert rec.status == "graded" and points(rec) == {"one.answer": 1, "two.answer": 1}, rec.reason
+    assert list(rec.notebooks) == ["one", "two"]          # recorded in part order however they ran
+    (a0, a1), (b0, b1) = sorted([_span(rec, "one"), _span(rec, "two")])
+    if slots == 1:
+        assert b0 >= a1 - 0.05                             # one kernel at a time
+    else:
+        assert b0 < a1                                     # side by side
