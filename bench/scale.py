@@ -4,8 +4,10 @@
 
 P1  `grader grade` of the solution zip (three notebooks, sandboxed, probed and checked) on a
     machine that graded one submission before ÷ the same three notebooks as plain Python
-    scripts at the same thread count; the first submission (which prepares the machine's data
-    sets, calibration and reference results) is printed beside it.
+    scripts at the same thread count, one kernel at a time (``--jobs 1``); the first submission
+    (which prepares the machine's data sets, calibration and reference results) is printed
+    beside it, and the same submission alone on the machine, its notebooks side by side on the
+    machine's kernel slots (grader/part_runs.py).
 P2  `--jobs 2` ÷ `--jobs 1` on small training notebooks (ideal on 2 cores: 2.0), and the same
     with 2 Dask workers on loopback ÷ 1 worker.
 P3  a regrade after a tolerance-only rubric change: students per second, no kernel started.
@@ -28,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,6 +41,7 @@ import nbformat  # noqa: E402
 
 from grader.batch import grade_batch  # noqa: E402
 from grader.rubric import load_rubric  # noqa: E402
+from grader.kernel_slots import default_jobs  # noqa: E402
 from grader.runner import GradeSettings, prepare_datasets  # noqa: E402
 
 # A notebook that trains a small network for a few seconds on one thread: the shape of a
@@ -58,7 +60,7 @@ def hw2_zip(folder: Path) -> Path:
     return write_zip(folder / "ab1234.zip", hw2_members("solution"))
 
 
-def p1(tmp: Path) -> tuple[float, float, float]:
+def p1(tmp: Path) -> tuple[float, float, float, str, float, int]:
     """(grader s per submission on a machine that graded before, the first submission on a fresh
     cache folder, the plain scripts s). What a machine prepares once (data sets, the limits'
     calibration, reference results: grader/reference_cache.py) is paid by its first submission;
@@ -79,12 +81,21 @@ def p1(tmp: Path) -> tuple[float, float, float]:
     rec = grade_batch([zip_path], rubric, settings, out, log=lambda m: None)[0]
     graded = time.monotonic() - t0
     assert rec.status == "graded", rec.reason
+    # The same submission alone on the machine: its notebooks share the kernel slots
+    # (grader/part_runs.py), as for the last submissions of a batch and for grader check.
+    slots = default_jobs(rubric.execution.threads, rubric.execution.memory_mb)[0]
+    t0 = time.monotonic()
+    alone = grade_batch([zip_path], rubric, replace(settings, work_dir=out / "work-alone", kernel_slots=slots),
+                        tmp / "p1-alone", log=lambda m: None)[0]
+    side_by_side = time.monotonic() - t0
+    assert alone.status == "graded" and alone.score == rec.score, (alone.reason, alone.score, rec.score)
     # The same notebooks, as scripts, in the folders the grader ran them in (support files
     # there), the datasets linked where the sandbox mounts them, the rubric's threads.
     threads = str(rubric.execution.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "MPLBACKEND": "Agg",
            "PYTHONPATH": str(REPO / "grader" / "kernel_env")}
     plain = 0.0
+    parts = []
     for part in rubric.parts:
         if part.kind != "notebook":
             continue
@@ -106,8 +117,15 @@ def p1(tmp: Path) -> tuple[float, float, float]:
         done = subprocess.run([sys.executable, str(script)], cwd=run_dir, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"P1: {part.file} as a plain script failed ({done.returncode}):\n{done.stderr[-2000:]}")
-        plain += time.monotonic() - t0
-    return graded, cold, plain
+        seconds = time.monotonic() - t0
+        plain += seconds
+        t = rec.timing
+        parts.append(f"{part.id}: run {t.get(f'{part.id}_s', 0):.1f} s + probe {t.get(f'{part.id}_probe_s', 0):.1f} s "
+                     f"+ checks {t.get(f'{part.id}_checks_s', 0):.1f} s, script {seconds:.1f} s")
+    # Where the grader's time goes, notebook by notebook, beside the script's: the rest of the
+    # submission (intake, the record, the feedback) is total_s minus these.
+    where = "; ".join(parts) + f"; whole submission {rec.timing.get('total_s', 0):.1f} s"
+    return graded, cold, plain, where, side_by_side, slots
 
 
 def _notebook_dirs(tmp: Path) -> list[tuple[Path, str]]:
@@ -145,7 +163,20 @@ def p4_nbgrader(tmp: Path, venv: Path) -> float:
     run("generate_assignment", "hw2", "--force")
     t0 = time.monotonic()
     run("autograde", "hw2", "--student", "ab1234", "--create", "--force")
-    return time.monotonic() - t0
+    seconds = time.monotonic() - t0
+    # A time counts only for notebooks that ran to their end without an error: a notebook that
+    # fails early is fast for the wrong reason.
+    graded = root / "autograded" / "ab1234" / "hw2"
+    for _, nb_file in _notebook_dirs(tmp):
+        nb = nbformat.read(str(graded / nb_file), as_version=4)
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"]
+        unrun = [c for c in nb.cells if c.cell_type == "code" and c.source.strip() and c.execution_count is None]
+        if errors or unrun:
+            first = f"{errors[0].get('ename')}: {errors[0].get('evalue')}" if errors else "cells not run"
+            raise RuntimeError(f"nbgrader's run of {nb_file} is incomplete ({len(errors)} errors, "
+                               f"{len(unrun)} cells not run; {first[:300]})")
+    return seconds
 
 
 def p4_otter(tmp: Path, venv: Path) -> float:
@@ -169,7 +200,9 @@ def p4_otter(tmp: Path, venv: Path) -> float:
                        check=True, capture_output=True, text=True)
         shutil.copy2(run_dir / nb_file, work / nb_file)
         t0 = time.monotonic()
-        subprocess.run([str(venv / "bin" / "otter"), "run", "-a", "autograder.zip", "-o", "out", nb_file],
+        # --debug: an error in the notebook stops the run instead of being skipped, so the time is
+        # that of the whole notebook.
+        subprocess.run([str(venv / "bin" / "otter"), "run", "--debug", "-a", "autograder.zip", "-o", "out", nb_file],
                        cwd=work, env=env, check=True, capture_output=True, text=True)
         total += time.monotonic() - t0
     return total
@@ -253,7 +286,7 @@ def p3(tmp: Path, students: int) -> tuple[int, float]:
     settings = GradeSettings(work_dir=out / "work", cache_dir=out / "cache", seed=1)
     grade_batch(zips, _small_rubric(tmp, 1e-2), settings, out, log=lambda m: None)
     tight = _small_rubric(tmp, 1e-6)
-    import grader.runner as runner
+    import grader.notebook_parts as runner
     real = runner.execute_notebook
 
     def no_kernel(*a, **k):
@@ -274,6 +307,8 @@ def main() -> int:
     for p in ("p1", "p2", "p3"):
         ap.add_argument(f"--{p}", action="store_true")
     ap.add_argument("--students", type=int, default=200, help="students in the P3 regrade (default 200)")
+    ap.add_argument("--p2-students", type=int, default=4, help="submissions in each P2 batch (default 4)")
+    ap.add_argument("--p2-steps", type=int, default=1500, help="training steps per P2 submission (default 1500)")
     ap.add_argument("--nbgrader-venv", type=Path, help="a venv with nbgrader and the course's packages (P4)")
     ap.add_argument("--otter-venv", type=Path, help="a venv with otter-grader and the course's packages (P4)")
     args = ap.parse_args()
@@ -282,10 +317,13 @@ def main() -> int:
     rows = []
     try:
         if every or args.p1:
-            graded, cold, plain = p1(tmp)
+            graded, cold, plain, where, side_by_side, slots = p1(tmp)
             rows.append(f"P1  grader {graded:.1f} s / plain scripts {plain:.1f} s = {graded / plain:.2f}x "
                         "(target <= 1.0x); the first submission on a fresh cache folder "
                         f"{cold:.1f} s = {cold / plain:.2f}x (data sets, calibration and reference results, once)")
+            rows.append(f"    by notebook: {where}")
+            rows.append(f"P1  the same submission alone on the machine ({slots} kernel slots, its notebooks side by "
+                        f"side) {side_by_side:.1f} s / plain scripts {plain:.1f} s = {side_by_side / plain:.2f}x")
         for name, venv, fn, target in (("nbgrader autograde", args.nbgrader_venv, p4_nbgrader, 1.5),
                                        ("otter run", args.otter_venv, p4_otter, 3.0)):
             if venv is not None and (every or args.p1):
@@ -295,10 +333,13 @@ def main() -> int:
                                 f"(target >= {target:g}x; they run unsandboxed)")
                 except subprocess.CalledProcessError as e:
                     rows.append(f"P4  {name} failed: {(e.stderr or '')[-600:]}")
+                except RuntimeError as e:
+                    rows.append(f"P4  {name}: no figure: {e}")
         if every or args.p2:
-            one, two = p2_local(tmp)
-            rows.append(f"P2  --jobs 1 {one:.1f} s / --jobs 2 {two:.1f} s = {one / two:.2f}x speed-up (target >= 1.8x)")
-            d1, d2 = p2_dask(tmp)
+            one, two = p2_local(tmp, args.p2_students, args.p2_steps)
+            rows.append(f"P2  {args.p2_students} submissions of {args.p2_steps} steps: --jobs 1 {one:.1f} s / "
+                        f"--jobs 2 {two:.1f} s = {one / two:.2f}x speed-up (target >= 1.8x)")
+            d1, d2 = p2_dask(tmp, args.p2_students, args.p2_steps)
             rows.append(f"P2  Dask 1 worker {d1:.1f} s / 2 workers {d2:.1f} s = {d1 / d2:.2f}x speed-up")
         if every or args.p3:
             n, seconds = p3(tmp, args.students)
