@@ -64,6 +64,29 @@ def test_detector_decisions_on_the_calibration_curves(curves, rubric_detector):
     assert detect(curves["solution"]["step_loss"], 31, rubric_detector).worst_rise < 0.6 * rise
 
 
+def test_only_a_rise_within_the_review_margin_above_the_threshold_gets_the_benefit_of_the_doubt(curves,
+                                                                                              rubric_detector):
+    """A fix rerun here on another CPU takes a slightly different path: the course solution's
+    worst rise is 0.07 in the calibration record and 0.301 on an AMD EPYC (AVX2) machine. Such a
+    rise, within the review margin above the threshold, keeps its points with a review; the
+    release and every clearly spiky variant do not."""
+    from grader.checks.spikes import only_borderline
+    rise, margin = rubric_detector["rise"], rubric_detector["review_margin"]
+    base = curves["solution"]["step_loss"]
+    best = min(sum(base[e * 31:(e + 1) * 31]) / 31 for e in range(60))     # the best epoch mean before epoch 60
+
+    def bumped(height: float) -> list[float]:       # the running median rises to best + height at epoch 60
+        return [v if not 60 * 31 <= i < 60 * 31 + 4 else best + height for i, v in enumerate(base)]
+    near = detect(bumped(rise * 1.01), 31, rubric_detector)
+    assert near.spiky and only_borderline(near, rubric_detector)
+    far = detect(bumped(rise * (1 + 2 * margin)), 31, rubric_detector)
+    assert far.spiky and not only_borderline(far, rubric_detector)
+    for name in ("original", "cosmetic_ema", "clip1_lr1e-3", "lr5e-4", "adam_clip1", "clip1_lr5e-4", "plateau_clip1"):
+        det = detect(curves[name]["step_loss"], 31, rubric_detector)
+        assert det.spiky and not only_borderline(det, rubric_detector), name
+    assert not only_borderline(detect(base, 31, rubric_detector), rubric_detector)    # smooth: nothing to doubt
+
+
 def test_calibration_record_matches_the_detector_and_the_rubric():
     from calibrate_spike_detector import decisions
     recorded = json.loads((HW2 / "data" / "spike_detector.json").read_text())
@@ -327,10 +350,17 @@ def test_solution_scores_full_marks_and_the_extra_credit(graded):
     assert _seq(rec) == (5, 5)
     items = _items(rec)
     assert "observed 3100 optimizer steps (100 epochs of 31 batches, RMSprop)" in items["seq.no_spikes"]["message"]
-    assert items["seq.no_spikes"]["data"]["spikes"] == []
+    # Smooth, or (on a CPU whose arithmetic takes the fix a slightly different path, such as an
+    # AMD EPYC with AVX2) spiky only by a rise within the review margin: then the points stand,
+    # provisionally, and staff look at that item alone.
+    no_spikes = items["seq.no_spikes"]
+    borderline = bool(no_spikes["data"]["spikes"])
+    if borderline:
+        assert no_spikes["review"] and "provisionally" in no_spikes["message"]
+        assert no_spikes["data"]["worst_rise"] <= 0.375
     assert "held-out" in items["seq.accuracy_kept"]["message"]
     assert "2 training run(s)" in items["seq.extra_credit"]["message"]
-    assert not any(i["review"] for i in items.values())
+    assert [i for i, v in items.items() if v["review"]] == (["seq.no_spikes"] if borderline else [])
     assert rec.notebooks["seq"]["limits"].get("prelude") == "installed"
     assert "](sol111.seq.png)" in (out / "feedback" / "sol111.md").read_text()
 

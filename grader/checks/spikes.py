@@ -92,6 +92,20 @@ def detect(loss: list[float | None], steps_per_epoch: int, params: dict) -> Dete
     return det
 
 
+def borderline(det: Detection, params: dict) -> bool:
+    """The worst sustained rise lies within ``review_margin`` of the threshold: the measurement
+    cannot tell the training's own behaviour from this machine's numerics (a fix rerun on another
+    CPU takes a slightly different path), so a person looks."""
+    return det.learning_epoch is not None and \
+        abs(det.worst_rise - params["rise"]) <= params["review_margin"] * params["rise"]
+
+
+def only_borderline(det: Detection, params: dict) -> bool:
+    """Spiky only by a rise within the review margin above the threshold (no spike can then have
+    crossed the untrained loss): the benefit of the doubt goes to the student, with a review."""
+    return det.spiky and borderline(det, params) and det.worst_rise <= params["rise"] * (1 + params["review_margin"])
+
+
 def describe(det: Detection, steps_per_epoch: int, limit: int = 5) -> str:
     bits = [f"epoch {a // steps_per_epoch + 1} (steps {a + 1}-{b + 1}, batch loss up to {peak:.2f})"
             for a, b, peak in det.spikes[:limit]]
