@@ -7,6 +7,7 @@ import math
 import re
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -309,7 +310,21 @@ LAST_EPOCH = re.compile(r"\[Epoch (\d+)/(\d+)\] loss: ([\d.]+), acc: ([\d.]+)% -
 
 
 @pytest.fixture(scope="module")
-def here() -> dict:
+def executed(tmp_path_factory):
+    """The release and the solution notebooks, executed side by side in the background (one
+    thread each, as the rerun below) while ``here`` reruns Section 8: {version: future notebook}."""
+    root = tmp_path_factory.mktemp("seq_notebooks")
+    with pytest.MonkeyPatch.context() as mp, ThreadPoolExecutor(2) as pool:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        mp.setenv("MKL_NUM_THREADS", "1")
+        futures = {v: pool.submit(_execute, v, root) for v in ("release", "solution")}
+        yield futures
+        for f in futures.values():
+            f.cancel()
+
+
+@pytest.fixture(scope="module")
+def here(executed) -> dict:
     """Section 8 of the original and of the solution rerun on this machine, one thread: what the
     notebooks must reproduce here (the recorded curves are another processor's after ~35 epochs)."""
     torch.set_num_threads(1)
@@ -317,16 +332,14 @@ def here() -> dict:
     for name, variant in (("original", "original"), ("solution", "solution")):
         rec = seqcls.section8_run(variant)
         out[name] = {"epoch_train_loss": rec.epoch_train_loss, "epoch_train_acc": rec.epoch_train_acc,
-                     "epoch_test_acc": rec.epoch_test_acc}
+                     "epoch_test_acc": rec.epoch_test_acc, "max_grad_norm": max(rec.step_grad_norm)}
     return out
 
 
-def _execute(version: str, tmp_path: Path, monkeypatch):
+def _execute(version: str, root: Path):
     import nbclient
     import nbformat
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")     # as the rerun above
-    monkeypatch.setenv("MKL_NUM_THREADS", "1")
-    work = tmp_path / version
+    work = root / version
     work.mkdir()
     shutil.copy(HW2 / version / NB, work / NB)
     shutil.copytree(SUPPORT / "res", work / "res", ignore=shutil.ignore_patterns("__pycache__"))
@@ -355,37 +368,45 @@ def _check_common(nb, variant: dict):
     assert not errors, errors
     cell = _section8_cell(nb)
     m = LAST_EPOCH.search(_text(cell))
-    assert m and m.group(1) == m.group(2) == "100"
+    assert m and m.group(1) == m.group(2) == "100", _text(cell)[-600:]
     loss, acc, test_loss, test_acc = map(float, m.groups()[2:])
     # The notebook's Section 8 is the reference rerun, to printing precision.
-    assert loss == pytest.approx(variant["epoch_train_loss"][-1], rel=0.02, abs=2e-4)
-    assert acc == pytest.approx(variant["epoch_train_acc"][-1], abs=0.2)
-    assert test_acc == pytest.approx(variant["epoch_test_acc"][-1], abs=0.2)
-    assert _images(cell) == 1
+    last = {k: variant[k][-1] for k in ("epoch_train_loss", "epoch_train_acc", "epoch_test_acc")}
+    assert loss == pytest.approx(last["epoch_train_loss"], rel=0.02, abs=2e-4), (m.group(0), last)
+    assert acc == pytest.approx(last["epoch_train_acc"], abs=0.2), (m.group(0), last)
+    assert test_acc == pytest.approx(last["epoch_test_acc"], abs=0.2), (m.group(0), last)
+    assert _images(cell) == 1, _images(cell)
     i = nb.cells.index(cell)
     html = [o for c in nb.cells[i + 1:i + 5] for o in c.outputs if "text/html" in o.get("data", {})]
-    assert len(html) == 1 + 12 + 12  # colour bar, then 12 units for C_t and for H_t
+    assert len(html) == 1 + 12 + 12, len(html)  # colour bar, then 12 units for C_t and for H_t
     first = next(c for c in nb.cells if c.cell_type == "code" and "decode_x" in c.source and "sequence_decoded" in c.source)
     assert "The sequence is: BbXcXcbE" in _text(first) and "The class label is: Q" in _text(first)
 
 
 @pytest.mark.slow
-def test_release_notebook_runs_and_is_the_spiky_original(here, tmp_path, monkeypatch):
-    nb = _execute("release", tmp_path, monkeypatch)
+def test_release_notebook_runs_and_is_the_spiky_original(here, executed):
+    nb = executed["release"].result()
     _check_common(nb, here["original"])
 
 
 @pytest.mark.slow
-def test_solution_notebook_runs_fixed_and_plots_the_extra_credit(here, tmp_path, monkeypatch):
-    nb = _execute("solution", tmp_path, monkeypatch)
+def test_solution_notebook_runs_fixed_and_plots_the_extra_credit(here, executed):
+    nb = executed["solution"].result()
     _check_common(nb, here["solution"])
     start = next(i for i, c in enumerate(nb.cells)
                  if c.cell_type == "markdown" and c.source.startswith("## 9."))
     extra = [c for c in nb.cells[start:] if c.cell_type == "code"]
     # The "before" rerun inside the notebook reproduces the original training.
     m = LAST_EPOCH.search(_text(extra[0]))
-    assert m and float(m.group(6)) == pytest.approx(here["original"]["epoch_test_acc"][-1], abs=0.2)
-    assert sum(_images(c) for c in extra) >= 3  # loss curves of the rerun + two comparison figures
+    assert m, _text(extra[0])[-600:]
+    assert float(m.group(6)) == pytest.approx(here["original"]["epoch_test_acc"][-1], abs=0.2), \
+        (m.group(0), here["original"]["epoch_test_acc"][-1])
+    images = sum(_images(c) for c in extra)
+    assert images >= 3, images  # loss curves of the rerun + two comparison figures
     summary = _text(extra[-1])
     norms = [float(v) for v in re.findall(r"largest total gradient norm ([\d.]+)", summary)]
-    assert len(norms) == 2 and norms[0] > 100
+    assert len(norms) == 2, summary
+    # The rerun before the fix blows up as the original does: as rerun here (the size of the
+    # largest spike depends on the processor), or past 100 (284 in the recorded curves).
+    original = here["original"]["max_grad_norm"]
+    assert norms[0] == pytest.approx(original, rel=0.05) or norms[0] > 100, (summary, original)
