@@ -72,13 +72,17 @@ def grade_zip(run_cache, tmp_path_factory) -> Callable[..., Record]:
 
 @pytest.fixture(scope="session")
 def grade_zips(run_cache, tmp_path_factory) -> Callable[..., dict[str, Record]]:
-    """grade_zips(zip_paths, rubric, **settings) -> {zip name: Record}: a whole batch through
-    ``grade_batch`` on two local workers (the grader's own parallel path), with the session's
-    seed and run cache. Zips must have distinct names."""
+    """grade_zips(zip_paths, rubric, on_time=False, **settings) -> {zip name: Record}: a whole batch
+    through ``grade_batch`` on two local workers (the grader's own parallel path), with the session's
+    seed and run cache; on_time=True submits every zip an hour before the rubric's due time, as
+    grade_zip does. Zips must have distinct names."""
     from grader.batch import grade_batch
 
-    def grade(zips: list[Path], rubric: Rubric, jobs: int = 2, **overrides) -> dict[str, Record]:
+    def grade(zips: list[Path], rubric: Rubric, jobs: int = 2, on_time: bool = False,
+              **overrides) -> dict[str, Record]:
         out = tmp_path_factory.mktemp("batch")
+        if on_time:
+            overrides["times"] = {Path(z).stem.lower(): rubric.deadline.due - timedelta(hours=1) for z in zips}
         e = rubric.execution
         if e.limits == "scaled" and "calibration_s" not in overrides:   # measured once, not by each worker
             from grader.limits import measured_speed

@@ -319,8 +319,6 @@ def executed(tmp_path_factory):
         mp.setenv("MKL_NUM_THREADS", "1")
         futures = {v: pool.submit(_execute, v, root) for v in ("release", "solution")}
         yield futures
-        for f in futures.values():
-            f.cancel()
 
 
 @pytest.fixture(scope="module")
