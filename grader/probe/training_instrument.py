@@ -50,6 +50,7 @@ class _Run:
         self.cells: list[int] = []
         self.loss: list[float] = []
         self.gnorm: list[float] = []
+        self.step_open = False                # a recorded step whose optimizer update has not returned yet
         self.lr: list[float] = []
         self.batch: list[float] = []      # fingerprint of the model's input at each step
         self.model = None
@@ -127,13 +128,13 @@ class Instrument:
                 self.trajectory_values += run.n_params
             else:
                 run.trajectory.append(None)
-        total_norm = self._grad_norm(opt)
         x = self.recent.get(id(run.model))[1] if run.model is not None and id(run.model) in self.recent else None
         if run.first_input is None and x is not None and not run.loss and x.numel() <= 1_000_000:
             run.first_input = x.detach().clone()
         run.cells.append(self.execution_count())
         run.loss.append(self.pending_loss)
-        run.gnorm.append(total_norm)
+        run.gnorm.append(math.nan)            # the applied gradients' norm, set when the step is done
+        run.step_open = True
         lr = opt.param_groups[0].get("lr", math.nan) if opt.param_groups else math.nan
         run.lr.append(float(lr) if isinstance(lr, (int, float)) else math.nan)
         run.batch.append(fingerprint(torch, x) if x is not None else math.nan)
@@ -157,13 +158,12 @@ class Instrument:
             return torch.cat([p.detach().reshape(-1).float().cpu() for p in run.params])
 
     def _grad_norm(self, opt) -> float:
-        total = 0.0
-        with self.torch.no_grad():
-            for g in opt.param_groups:
-                for p in g["params"]:
-                    if p.grad is not None:
-                        total += float(p.grad.detach().double().square().sum())
-        return math.sqrt(total)
+        torch = self.torch
+        with torch.no_grad():
+            norms = [p.grad.detach().double().norm() for g in opt.param_groups for p in g["params"]
+                     if p.grad is not None]
+            # One value read back per step, not one per parameter (each a device sync on a GPU).
+            return float(torch.stack(norms).norm()) if norms else 0.0
 
     def on_step_done(self, opt, args, kwargs) -> None:
         depth = self.stepping.get(id(opt), 0)
@@ -174,8 +174,9 @@ class Instrument:
         # After the update the gradients are the ones it applied, after whatever an optimizer
         # subclass's step did to them first (clipping, say).
         run = self.by_opt.get(opt)
-        if run is not None and run.gnorm:
+        if run is not None and run.step_open:
             run.gnorm[-1] = self._grad_norm(opt)
+            run.step_open = False
         if run is not None and run.trajectory is not None:
             run.after = self._flat(run)
 
