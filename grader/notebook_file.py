@@ -35,15 +35,18 @@ class NotebookFile:
 
 
 @contextmanager
-def quiet(logger_name: str) -> Iterator[None]:
-    """nbformat (and pypdf) log at WARNING/ERROR for every malformed input; results carry it."""
-    logger = logging.getLogger(logger_name)
-    old = logger.level
-    logger.setLevel(logging.CRITICAL)
+def quiet(*logger_names: str) -> Iterator[None]:
+    """nbformat (and pypdf) log at WARNING/ERROR for every malformed input; results carry it.
+    (Each level change clears every logger's cache: one context per read, not one per call.)"""
+    loggers = [logging.getLogger(name) for name in logger_names]
+    old = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(old)
+        for logger, level in zip(loggers, old):
+            logger.setLevel(level)
 
 
 def read(path: Path, *, outputs: bool = True) -> NotebookFile:
@@ -73,21 +76,20 @@ def read(path: Path, *, outputs: bool = True) -> NotebookFile:
                     cell["metadata"], repaired = {}, True
                 if not outputs and cell.get("cell_type") == "code":
                     cell["outputs"], cell["execution_count"], repaired = [], None, True
-    try:
-        with quiet("traitlets"), quiet("nbformat"):
+    with quiet("traitlets", "nbformat"):
+        try:
             nb = nbformat.reads(json.dumps(data) if repaired else text, as_version=4)
-    # nbformat raises ValidationError, NBFormatError, KeyError, AttributeError, TypeError,
-    # RecursionError... depending on which part of a damaged notebook it trips over.
-    except Exception as e:  # noqa: BLE001
-        return NotebookFile(None, first_line(e), major)
-    if not isinstance(nb.get("cells"), list):
-        return NotebookFile(None, "it has no list of cells", major)
-    invalid = None
-    try:
-        with quiet("traitlets"), quiet("nbformat"):
+        # nbformat raises ValidationError, NBFormatError, KeyError, AttributeError, TypeError,
+        # RecursionError... depending on which part of a damaged notebook it trips over.
+        except Exception as e:  # noqa: BLE001
+            return NotebookFile(None, first_line(e), major)
+        if not isinstance(nb.get("cells"), list):
+            return NotebookFile(None, "it has no list of cells", major)
+        invalid = None
+        try:
             nbformat.validate(nb)
-    except Exception as e:  # noqa: BLE001 - schema problems: the caller decides
-        invalid = first_line(e)
+        except Exception as e:  # noqa: BLE001 - schema problems: the caller decides
+            invalid = first_line(e)
     return NotebookFile(nb, None, major, invalid)
 
 
