@@ -56,29 +56,53 @@ def _short_training(steps: int = 62, shift: bool = False):
     return torch.stack(traj), shapes, recorded, digests
 
 
-def _replay(traj, shapes, recorded, digests):
+def _replay(traj, shapes, recorded, digests, batched=False):
     pool = BatchPool(seqcls.section8_batches(), limit=400)
     return replay(traj, shapes, list(range(len(traj))), recorded, digests, seqcls.section8_fresh_model(),
-                  seqcls.section8_batch_loss, pool)
+                  seqcls.section8_batch_loss, pool,
+                  batch_loss_fn=seqcls.section8_batch_losses if batched else None)
 
 
-def test_the_recomputed_losses_are_the_back_propagated_ones():
+# The rubric's batched hook (the LSTM written out over many steps' weights) and the reference
+# model called step by step must judge alike.
+BOTH = pytest.mark.parametrize("batched", [False, True], ids=["step by step", "batched"])
+
+
+@BOTH
+def test_the_recomputed_losses_are_the_back_propagated_ones(batched):
     traj, shapes, recorded, digests = _short_training()
-    rep = _replay(traj, shapes, recorded, digests)
+    rep = _replay(traj, shapes, recorded, digests, batched)
     assert rep.unknown_batches == 0 and not rep.tampered, (rep.disagree, rep.fabricated)
     assert max(abs(a - b) for a, b in zip(rep.loss, recorded)) < 1e-5
 
 
-def test_a_shifted_loss_is_caught_at_every_step():
+def test_the_batched_hook_gives_the_step_by_step_losses_past_one_call():
+    # More steps than one batched call takes, in an order that is not the run's, one step twice.
+    from grader.checks import replay as replay_module
+    traj, shapes, recorded, digests = _short_training()
+    per_call = replay_module.BATCHED_VALUES // (32 * 81 * 8)
+    assert len(traj) > per_call
+    steps = list(range(len(traj) - 1, -1, -1)) + [5]
+    pool = BatchPool(seqcls.section8_batches(), limit=400)
+    one = replay(traj, shapes, steps, recorded, digests, seqcls.section8_fresh_model(), seqcls.section8_batch_loss, pool)
+    many = replay(traj, shapes, steps, recorded, digests, seqcls.section8_fresh_model(), seqcls.section8_batch_loss,
+                  pool, batch_loss_fn=seqcls.section8_batch_losses)
+    assert len(one.loss) == len(many.loss) == len(steps) and None not in many.loss
+    assert max(abs(a - b) / max(abs(a), 1e-3) for a, b in zip(one.loss, many.loss)) < 1e-5
+
+
+@BOTH
+def test_a_shifted_loss_is_caught_at_every_step(batched):
     traj, shapes, recorded, digests = _short_training(shift=True)
-    rep = _replay(traj, shapes, recorded, digests)
+    rep = _replay(traj, shapes, recorded, digests, batched)
     assert rep.tampered and len(rep.disagree) == len(recorded)
     assert all(abs(got - 0.5) < 1e-6 and abs(want - 0.5) > 0.3 for _, got, want in rep.disagree[:5])
 
 
-def test_batches_outside_the_released_stream_are_not_recomputed():
+@BOTH
+def test_batches_outside_the_released_stream_are_not_recomputed(batched):
     traj, shapes, recorded, digests = _short_training(steps=10)
-    rep = _replay(traj, shapes, recorded, [digest(torch.zeros(3)) for _ in digests])
+    rep = _replay(traj, shapes, recorded, [digest(torch.zeros(3)) for _ in digests], batched)
     assert rep.unknown_batches == 10 and rep.loss == [None] * 10 and not rep.disagree
 
 

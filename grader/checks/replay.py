@@ -82,6 +82,11 @@ class BatchPool:
         packed, y = self._stored[i]
         return _unpack(packed), y
 
+    def shapes(self, i: int) -> tuple[tuple, tuple]:
+        """(input shape, target shape) of batch ``i``, without unpacking it."""
+        (_kind, shape, _data), y = self._stored[i]
+        return tuple(shape), tuple(y.shape)
+
     # -- kept on disk (grader/reference_cache.py): the whole pool, as plain tensors and lists
 
     def filled(self) -> "BatchPool":
@@ -201,9 +206,12 @@ def parameter_order(first: list[torch.Tensor], model: torch.nn.Module) -> list[s
 
 def replay(trajectory: torch.Tensor, shapes: list, steps: list[int], recorded: list, digests: list,
            model: torch.nn.Module, loss_fn: Callable, pool: BatchPool,
-           after: torch.Tensor | None = None, end: torch.Tensor | None = None) -> Replay:
+           after: torch.Tensor | None = None, end: torch.Tensor | None = None,
+           batch_loss_fn: Callable | None = None) -> Replay:
     """Recompute the loss of each of ``steps`` (indices into the run) and compare it with the
-    recorded value."""
+    recorded value. ``batch_loss_fn(weights, x, target)``, where the rubric has one, computes many
+    steps in one call (``weights[name]``: (K, *shape), ``x``: (K, *batch), -> (K,) losses);
+    otherwise each step's weights are loaded into ``model`` and ``loss_fn`` is called."""
     sizes = [int(np.prod(s)) if s else 1 for s in shapes]
     if trajectory.dim() != 2 or trajectory.shape[1] != sum(sizes) or trajectory.shape[0] < 1:
         return Replay([None] * len(steps), problem="the recorded weights do not have the model's size")
@@ -215,27 +223,61 @@ def replay(trajectory: torch.Tensor, shapes: list, steps: list[int], recorded: l
     params = dict(model.named_parameters())
     start_ok = all(torch.equal(params[n].detach().float(), t) for n, t in zip(order, first))
     out = Replay([], fabricated=implausible(trajectory, start_ok))
+    found = {i: pool.find(digests[i] if i < len(digests) else None) for i in steps}
+    known = [(i, at) for i, at in found.items() if at is not None and i < trajectory.shape[0]]
     was = model.training
     model.train()   # as in training: the loss handed to backward is the training-mode one
     try:
         with torch.no_grad():
-            for i in steps:
-                at = pool.find(digests[i] if i < len(digests) else None)
-                if at is None or i >= trajectory.shape[0]:
-                    out.unknown_batches += 1
-                    out.loss.append(None)
-                    continue
-                for name, chunk, shape in zip(order, trajectory[i].split(sizes), shapes):
-                    params[name].copy_(chunk.reshape(shape))
-                x, y = pool.batch(at)
-                value = float(loss_fn(model, x, y))
-                out.loss.append(value)
-                got = recorded[i] if i < len(recorded) else None
-                # A value the instrument did not see is no claim; one it saw must be the batch's loss.
-                if isinstance(got, (int, float)) and not abs(got - value) <= RTOL * max(abs(value), 0.1) + ATOL:
-                    out.disagree.append((i, float(got), value))
+            if batch_loss_fn is not None:
+                values = _batched_losses(known, trajectory, order, sizes, shapes, pool, batch_loss_fn)
+            else:
+                values = {}
+                for i, at in known:
+                    for name, chunk, shape in zip(order, trajectory[i].split(sizes), shapes):
+                        params[name].copy_(chunk.reshape(shape))
+                    x, y = pool.batch(at)
+                    values[i] = float(loss_fn(model, x, y))
     finally:
         model.train(was)
+    for i in steps:
+        value = values.get(i) if found[i] is not None and i < trajectory.shape[0] else None
+        if value is None:
+            out.unknown_batches += 1
+            out.loss.append(None)
+            continue
+        out.loss.append(value)
+        got = recorded[i] if i < len(recorded) else None
+        # A value the instrument did not see is no claim; one it saw must be the batch's loss.
+        if isinstance(got, (int, float)) and not abs(got - value) <= RTOL * max(abs(value), 0.1) + ATOL:
+            out.disagree.append((i, float(got), value))
     if after is not None and end is not None and after.shape == end.shape:
         out.last_weights_differ = not torch.allclose(after, end, rtol=1e-5, atol=1e-6)
     return out
+
+
+# Input values per batched call: the hook's intermediate tensors grow with it (a small recurrent
+# model's: about 6 floats per input value), and past a few hundred thousand a larger call is no
+# faster here.
+BATCHED_VALUES = 500_000
+
+
+def _batched_losses(known: list[tuple[int, int]], trajectory: torch.Tensor, order: list[str], sizes: list[int],
+                    shapes: list, pool: BatchPool, batch_loss_fn: Callable) -> dict[int, float]:
+    """{step: loss} of the ``known`` (step, pool index) pairs, steps whose batches have one shape
+    computed together, a bounded number per call (batches unpacked only for their call)."""
+    groups: dict[tuple, list[tuple[int, int]]] = {}
+    for i, at in known:
+        groups.setdefault(pool.shapes(at), []).append((i, at))
+    values: dict[int, float] = {}
+    for (x_shape, _y_shape), members in groups.items():
+        per_call = max(1, BATCHED_VALUES // max(1, int(np.prod(x_shape))))
+        for start in range(0, len(members), per_call):
+            part = members[start:start + per_call]
+            batches = [pool.batch(at) for _i, at in part]
+            rows = trajectory[[i for i, _at in part]]
+            weights = {name: chunk.reshape(len(part), *shape)
+                       for name, chunk, shape in zip(order, rows.split(sizes, dim=1), shapes)}
+            losses = batch_loss_fn(weights, torch.stack([x for x, _y in batches]), torch.stack([y for _x, y in batches]))
+            values.update(zip((i for i, _at in part), losses.reshape(-1).tolist()))
+    return values

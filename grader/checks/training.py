@@ -31,7 +31,9 @@ stream_epochs, reference_initial ("module:function" -> state_dict), reference_st
 released notebook draws them), reference_released ("module:function" -> the released training's
 per-step losses), reference_model ("module:function" -> a fresh module of the released class),
 reference_batches ("module:function" -> iterator of (input, target), the released stream's batches
-in order), reference_loss ("module:function"(model, input, target) -> the batch loss), batch_pool
+in order), reference_loss ("module:function"(model, input, target) -> the batch loss),
+reference_batch_losses (optional, "module:function"(weights, inputs, targets) -> the losses of many
+steps in one call: weights[name] (K, *shape), inputs (K, *batch); the same values, faster), batch_pool
 (how many stream batches may be generated to find a run's batches), reference_heldout
 ("module:function"(seed, batches) -> (inputs, class indices) the notebook never saw), heldout
 {batches}, min_accuracy, min_images, evidence {gradients = [regex], weights = [regex]}, requires.
@@ -62,7 +64,8 @@ MEASURES = ("spikes", "accuracy", "before_after")
 KEYS = {"measure", "section", "n_parameters", "steps_per_epoch", "min_epochs", "stream_epochs",
         "reference_initial", "reference_stream", "reference_heldout", "heldout", "min_accuracy",
         "min_images", "evidence", "detector", "requires", "curve_digits", "reference_released",
-        "reference_model", "reference_batches", "reference_loss", "batch_pool", "seed_call"}
+        "reference_model", "reference_batches", "reference_loss", "reference_batch_losses", "batch_pool",
+        "seed_call"}
 
 # Loaded from its file (grader/probe/wire.py: never by name); the probe finds the instance in
 # sys.modules afterwards.
@@ -97,6 +100,9 @@ class Training:
                 v = p.str(key, required=True)
                 if ":" not in v:
                     raise p.err(key, "expected \"package.module:name\"")
+            batched = p.str("reference_batch_losses")
+            if batched is not None and ":" not in batched:
+                raise p.err("reference_batch_losses", "expected \"package.module:name\"")
             p.int("min_epochs", 1), p.int("stream_epochs", 1), p.int("curve_digits", 4)
             if (p.int("batch_pool", 1) or 0) < 1:
                 raise p.err("batch_pool", "expected a positive integer")

@@ -41,11 +41,12 @@ def replay_run(item: Item, ctx: JudgeContext, run: dict, answer: Any, steps: lis
         _POOLS[key] = BatchPool.from_state(state)
     model = resolve(p["reference_model"], ctx.reference_dir)()
     loss_fn = resolve(p["reference_loss"], ctx.reference_dir)
+    batch_loss_fn = resolve(p["reference_batch_losses"], ctx.reference_dir) if p.get("reference_batch_losses") else None
     after = answer.tensors.get(f"r{run['index']}.after")
     end = answer.tensors.get(f"r{run['index']}.end")
     return replay(traj.float(), shapes, steps, recorded, digests, model, loss_fn, _POOLS[key],
                   after=after.float() if after is not None else None,
-                  end=end.float() if end is not None else None)
+                  end=end.float() if end is not None else None, batch_loss_fn=batch_loss_fn)
 
 
 @dataclass
