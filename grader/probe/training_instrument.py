@@ -35,6 +35,7 @@ MAX_STEPS = 200_000            # per run; a runaway loop must not exhaust memory
 MAX_RUNS = 64
 MAX_SNAPSHOT_PARAMS = 1_000_000
 MAX_TRAJECTORY_VALUES = 32_000_000   # all runs together: 128 MB of float32 in the kernel
+SMALL_MODEL = 100_000          # parameters: one copy of all gradients per step costs less than a call per tensor
 NAME = "_grader_instrument"
 
 
@@ -67,6 +68,7 @@ class Instrument:
     def __init__(self, torch, trajectory_sizes=()) -> None:
         self.torch = torch
         self.trajectory_sizes = {int(n) for n in trajectory_sizes}
+        self._index: dict[tuple, object] = {}    # (numel, device) -> 1..numel as float64, for fingerprints
         self.trajectory_values = 0
         self.runs: list[_Run] = []
         self.by_opt: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -137,7 +139,7 @@ class Instrument:
         run.step_open = True
         lr = opt.param_groups[0].get("lr", math.nan) if opt.param_groups else math.nan
         run.lr.append(float(lr) if isinstance(lr, (int, float)) else math.nan)
-        run.batch.append(fingerprint(torch, x) if x is not None else math.nan)
+        run.batch.append(self._fingerprint(x) if x is not None else math.nan)
         if run.trajectory is not None:
             run.digests.append(digest(x) if x is not None else "")
         run.dirty = True
@@ -155,15 +157,34 @@ class Instrument:
     def _flat(self, run: _Run):
         torch = self.torch
         with torch.no_grad():
-            return torch.cat([p.detach().reshape(-1).float().cpu() for p in run.params])
+            try:
+                # One copy on the parameters' device, then one transfer (a new tensor either way).
+                return torch.cat([p.detach().reshape(-1) for p in run.params]).float().cpu()
+            except (RuntimeError, TypeError):     # parameters on several devices
+                return torch.cat([p.detach().reshape(-1).float().cpu() for p in run.params])
 
     def _grad_norm(self, opt) -> float:
         torch = self.torch
         with torch.no_grad():
-            norms = [p.grad.detach().double().norm() for g in opt.param_groups for p in g["params"]
-                     if p.grad is not None]
+            grads = [p.grad.detach() for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            if not grads:
+                return 0.0
+            if sum(t.numel() for t in grads) <= SMALL_MODEL:
+                try:
+                    return float(torch.cat([t.reshape(-1) for t in grads]).double().norm())
+                except (RuntimeError, TypeError):  # gradients on several devices
+                    pass
             # One value read back per step, not one per parameter (each a device sync on a GPU).
-            return float(torch.stack(norms).norm()) if norms else 0.0
+            return float(torch.stack([t.double().norm() for t in grads]).norm())
+
+    def _fingerprint(self, x) -> float:
+        key = (x.numel(), str(x.device))
+        idx = self._index.get(key)
+        if idx is None:
+            idx = self.torch.arange(1, key[0] + 1, dtype=self.torch.float64, device=x.device)
+            if key[0] <= 1_000_000 and len(self._index) < 8:    # the few batch sizes a training uses
+                self._index[key] = idx
+        return fingerprint(self.torch, x, idx)
 
     def on_step_done(self, opt, args, kwargs) -> None:
         depth = self.stepping.get(id(opt), 0)
@@ -287,20 +308,23 @@ class Instrument:
         return out
 
 
-def fingerprint(torch, x) -> float:
+def fingerprint(torch, x, idx=None) -> float:
     """A number that tells batches apart: sum over non-zero entries of (flat index + 1) * value.
-    The trusted side computes the same from the reference data stream."""
+    The trusted side computes the same from the reference data stream. ``idx``: 1..numel as
+    float64 (made here when not given)."""
     with torch.no_grad():
         flat = x.detach().reshape(-1).double()
-        idx = torch.arange(1, flat.numel() + 1, dtype=torch.float64)
-        return float((flat * idx).sum())
+        if idx is None:
+            idx = torch.arange(1, flat.numel() + 1, dtype=torch.float64)
+        return float((flat * idx.to(flat.device)).sum())
 
 
 def digest(x) -> str:
-    """The batch itself, exactly: a hash of its float32 bytes (the fingerprint above can collide)."""
+    """The batch itself, exactly: a hash of its float32 bytes (the fingerprint above can collide),
+    read in place (a copy of the bytes costs as much as the hash)."""
     import hashlib
-    data = x.detach().float().cpu().contiguous().reshape(-1).numpy().tobytes()
-    return hashlib.blake2b(data, digest_size=12).hexdigest()
+    data = x.detach().float().cpu().contiguous().reshape(-1).numpy()
+    return hashlib.blake2b(memoryview(data).cast("B"), digest_size=12).hexdigest()
 
 
 def _round(values: list[float]) -> list:
