@@ -23,6 +23,10 @@ P4  the same solution notebooks through nbgrader's ``autograde`` and through ``o
     otter-grader ipykernel, then ``V/bin/python -m ipykernel install --sys-prefix``) plus the
     course's packages, ``grader environment --requirements``), each timed together with the
     plain scripts as the grader was in P1; neither is sandboxed.
+    Then per student on the whole machine, each tool in its own batch mode: the grader's batch of
+    2 students on its default workers ÷ 2, against one student through nbgrader, which grades one
+    notebook at a time (no parallel autograde: jupyter/nbgrader#174); Otter's parallel mode needs
+    Docker.
 P5  arithmetic from P1 and P2: 600 students on a 16-core node and on 10 such Slurm nodes.
 """
 from __future__ import annotations
@@ -215,9 +219,9 @@ def _tool_env(venv: Path) -> dict[str, str]:
             "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
 
 
-def p4_nbgrader(tmp: Path, venv: Path) -> float:
+def p4_nbgrader(tmp: Path, venv: Path, course: str = "nbgrader-course") -> float:
     """One student's three notebooks through ``nbgrader autograde`` (its course layout)."""
-    root = tmp / "nbgrader-course"
+    root = tmp / course
     for where in (root / "source" / "hw2", root / "submitted" / "ab1234" / "hw2"):
         where.mkdir(parents=True)
         for run_dir, _ in _notebook_dirs(tmp):
@@ -285,6 +289,28 @@ def p4_otter(tmp: Path, venv: Path) -> float:
                        cwd=work, env=env, check=True, capture_output=True, text=True)
         total += time.monotonic() - t0
     return total
+
+
+def p4_machine(tmp: Path, nbgrader_venv: Path | None, students: int = 2) -> dict:
+    """Per student on the whole machine, each tool in its own batch mode, timed alone: the grader's
+    batch of ``students`` copies of the solution zip on its default workers, and nbgrader, which
+    autogrades one notebook of one student at a time (jupyter/nbgrader#174), one student."""
+    rubric = load_rubric(REPO / "rubrics" / "hw2.toml")
+    folder = tmp / "p4-machine"
+    src = hw2_zip(folder / "src")
+    zips = [Path(shutil.copy(src, folder / f"mc{1001 + k}.zip")) for k in range(students)]
+    due = rubric.deadline.due - timedelta(hours=1)
+    settings = GradeSettings(work_dir=folder / "work", cache_dir=tmp / "p1" / "cache", reuse_runs=False, seed=1,
+                             times={z.stem: due for z in zips})
+    jobs = default_jobs(rubric.execution.threads, rubric.execution.memory_mb)[0]
+    t0 = time.monotonic()
+    recs = grade_batch(zips, rubric, settings, folder / "out", jobs=jobs, log=lambda m: None)
+    ours = (time.monotonic() - t0) / students
+    assert all(r.status == "graded" for r in recs), [r.reason for r in recs]
+    out = {"jobs": jobs, "students": students, "ours": ours}
+    if nbgrader_venv is not None:
+        out["nbgrader"] = p4_nbgrader(tmp, nbgrader_venv, course="nbgrader-machine")
+    return out
 
 
 def small_zips(folder: Path, n: int, steps: int) -> list[Path]:
@@ -458,6 +484,15 @@ def main() -> int:
                     rows.append(f"P4  {name} failed: {(e.stderr or '')[-600:]}")
                 except RuntimeError as e:
                     rows.append(f"P4  {name}: no figure: {e}")
+        if every or args.p1:
+            m = p4_machine(tmp, args.nbgrader_venv)
+            line = (f"P4  per student on the whole machine, each tool's own batch mode, timed alone: the grader "
+                    f"{m['students']} students on {m['jobs']} workers {m['ours']:.1f} s each")
+            if "nbgrader" in m:
+                line += (f"; nbgrader autograde (one notebook at a time) {m['nbgrader']:.1f} s: the grader is "
+                         f"{m['nbgrader'] / m['ours']:.2f}x as fast (target >= 1.5x)")
+            rows.append(line + "; Otter runs students in parallel only in Docker containers (otter grade), "
+                               "which this machine does not have")
         if every or args.p2:
             one, two = p2_local(tmp, args.p2_students, args.p2_steps)
             m1, m2 = p2_machine(tmp, args.p2_students, args.p2_steps)
