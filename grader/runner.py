@@ -35,7 +35,7 @@ from grader.score import Penalty, score
 from grader.judging import judge
 from grader.kernel_slots import KernelSlots, default_jobs
 from grader.notebook_parts import execute_prepared, judge_context, prepare_run
-from grader.part_runs import run_jobs
+from grader.part_runs import PartSeconds, longest_first, run_jobs
 
 
 
@@ -344,7 +344,8 @@ def _run_parts(rubric: Rubric, settings: GradeSettings, run_settings: ExecSettin
                work: Path, datasets: dict[str, Path], record: Record, previous: Record | None) -> dict:
     """part id -> (prepared run, run, probe folder) of every runnable notebook part: prepared here
     in part order, run on this machine's kernel slots (grader/part_runs.py: the notebooks of one
-    submission side by side where slots are idle), so judging afterwards is in part order."""
+    submission side by side where slots are idle, the longest here last time first), so judging
+    afterwards is in part order."""
     parts = runnable(rubric, got)
     if not parts:
         return {}
@@ -352,6 +353,7 @@ def _run_parts(rubric: Rubric, settings: GradeSettings, run_settings: ExecSettin
                             work, datasets, record.zip_sha256,
                             previous.notebooks.get(p.id) if previous is not None else None) for p in parts]
     cache_dir = settings.cache_dir if settings.reuse_runs and not settings.force else None
+    seconds = PartSeconds(settings.cache_dir / "machine" / f"part-seconds-{safe_key(rubric.name)}")
     began = time.monotonic()
 
     def job(prep):
@@ -360,9 +362,11 @@ def _run_parts(rubric: Rubric, settings: GradeSettings, run_settings: ExecSettin
             out = execute_prepared(prep, cache_dir, settings.artifacts_dir, run_settings, record.zip_sha256, lane)
             if lane.started is not None:     # a kernel ran: when it got its slot, from the first part's start
                 record.timing[f"{prep.part.id}_started_s"] = round(lane.started - began, 3)
+                seconds.remember(prep.part.id, time.monotonic() - lane.started)
             return out
         return run
-    done = run_jobs([job(p) for p in prepared], kernel_slots(rubric, settings))
+    order = longest_first([seconds.get(p.part.id) for p in prepared])
+    done = run_jobs([job(p) for p in prepared], kernel_slots(rubric, settings), order)
     return {prep.part.id: (prep, run, probe_dir) for prep, (run, probe_dir) in zip(prepared, done)}
 
 

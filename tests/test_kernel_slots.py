@@ -13,11 +13,12 @@ from grader.kernel_slots import KernelSlots
 from grader.part_runs import run_jobs
 
 HOLD = ("import sys, time\nfrom grader.kernel_slots import KernelSlots\n"
-        "s = KernelSlots(1, sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(120)\n")
+        "s = KernelSlots(int(sys.argv[2]), sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(120)\n")
 
 
-def _holder(folder) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+def _holder(folder, count: int = 1) -> subprocess.Popen:
+    """Another process holding the first free of ``count`` slots."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), str(count)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -124,3 +125,54 @@ def test_stopping_the_caller_stops_the_helpers_kernels(tmp_path):
     with pytest.raises(KeyboardInterrupt, match="Ctrl-C"):
         run_jobs([job, job], KernelSlots(2, tmp_path))
     assert stopped.is_set() and time.monotonic() - t0 < 30
+
+
+def test_jobs_start_in_the_given_order_and_results_keep_job_order(tmp_path):
+    started = []
+
+    def job(k):
+        def run(lane):
+            return lane.kernel(lambda stop=None: started.append(k) or k)
+        return run
+    assert run_jobs([job(k) for k in range(4)], KernelSlots(1, tmp_path), order=[2, 0, 3, 1]) == [0, 1, 2, 3]
+    assert started == [2, 0, 3, 1]
+    with pytest.raises(ValueError, match="permutation"):
+        run_jobs([job(0), job(1)], KernelSlots(1, tmp_path), order=[1, 1])
+
+
+def test_a_slot_freed_elsewhere_while_the_caller_runs_a_kernel_is_taken_for_a_waiting_job(tmp_path):
+    """Both slots are other workers' kernels when the submission starts; the first to end gives
+    the caller's thread its slot, and when the second ends the waiting notebooks start there on a
+    helper, not after the caller's kernel."""
+    tally = Tally()
+    holders = [_holder(tmp_path, count=2), _holder(tmp_path, count=2)]       # slots 0 and 1
+    threading.Timer(0.3, holders[0].kill).start()
+    threading.Timer(1.0, holders[1].kill).start()
+    try:
+        began: dict[int, float] = {}
+
+        def job(k):
+            def run(lane):
+                return k, lane.kernel(lambda stop=None: began.setdefault(k, time.monotonic()) and tally.kernel(3.0))
+            return run
+        results = run_jobs([job(k) for k in range(3)], KernelSlots(2, tmp_path))
+    finally:
+        for h in holders:
+            h.wait()
+    assert [k for k, _ in results] == [0, 1, 2]
+    assert results[0][1] == "MainThread" and "grader-part" in {results[1][1], results[2][1]}
+    # The second slot is taken about 0.7 s after the first, while the first kernel still runs.
+    assert min(began[1], began[2]) - began[0] < 2.0, began
+    assert tally.most == 2
+
+
+def test_parts_never_timed_start_first_then_the_longest(tmp_path):
+    from grader.part_runs import PartSeconds, longest_first
+    assert longest_first([None, 5.0, None, 10.0]) == [0, 2, 3, 1]
+    assert longest_first([]) == []
+    seconds = PartSeconds(tmp_path / "hints")
+    assert seconds.get("seq") is None
+    seconds.remember("seq", 61.25)
+    assert seconds.get("seq") == 61.25
+    (tmp_path / "hints" / "cnn").write_text("not a number")
+    assert seconds.get("cnn") is None

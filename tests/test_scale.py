@@ -339,8 +339,8 @@ def test_a_dying_worker_costs_only_its_own_submission(tmp_path):
     assert "died on this submission, twice" in why
 
 
-def _two_notebooks(tmp_path):
-    """A rubric of two notebook parts whose cells take a few seconds each, and one zip."""
+def _two_notebooks(tmp_path, sleeps: tuple[float, float] = (3, 3)):
+    """A rubric of two notebook parts whose cells take a few seconds each (``sleeps``), and one zip."""
     items = [{"id": f"{p}.answer", "part": p, "kind": "exists", "title": f"answer in {p}", "points": 1,
               "target": "answer"} for p in ("one", "two")]
     rubric_path = tmp_path / "two.toml"
@@ -349,8 +349,8 @@ def _two_notebooks(tmp_path):
         execution={"cell_timeout_s": 60, "notebook_timeout_s": 120, "probe_timeout_s": 60, "memory_mb": 1024,
                    "threads": 1},
         parts=[{"id": p, "file": f"{p}.ipynb", "points": 1} for p in ("one", "two")], items=items))
-    cells = ("import time\ntime.sleep(3)", "answer = 42")
-    zip_path = write_zip(tmp_path / "ab1234.zip", {f"{p}.ipynb": notebook(*cells) for p in ("one", "two")})
+    zip_path = write_zip(tmp_path / "ab1234.zip", {f"{p}.ipynb": notebook(f"import time\ntime.sleep({t})", "answer = 42")
+                                                   for p, t in zip(("one", "two"), sleeps)})
     return load_rubric(rubric_path), zip_path
 
 
@@ -373,3 +373,20 @@ def test_the_notebooks_of_one_submission_share_the_idle_kernel_slots(tmp_path, s
         assert b0 >= a1 - 0.05                             # one kernel at a time
     else:
         assert b0 < a1                                     # side by side
+
+
+def test_a_machine_that_ran_the_notebooks_before_starts_the_longest_first(tmp_path):
+    """One kernel at a time: the first grading starts them in part order; the next, on the same
+    cache folder, starts the notebook that took longest, so a free slot is never left waiting on
+    a long notebook started last. The record is the same either way."""
+    from grader.runner import grade_submission
+    rubric, zip_path = _two_notebooks(tmp_path, sleeps=(0.5, 4))
+    recs = []
+    for k in range(2):
+        settings = GradeSettings(work_dir=tmp_path / f"work{k}", cache_dir=tmp_path / "cache", seed=SEED,
+                                 reuse_runs=False, kernel_slots=1, slots_dir=tmp_path / "slots")
+        recs.append(grade_submission(zip_path, rubric, settings))
+    first, again = recs
+    assert first.timing["one_started_s"] < first.timing["two_started_s"]
+    assert again.timing["two_started_s"] < again.timing["one_started_s"]
+    assert again.items == first.items and list(again.notebooks) == ["one", "two"]
