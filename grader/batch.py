@@ -19,7 +19,7 @@ from grader import record as records_io
 from grader.record import Record, safe_key, zip_key
 from grader.report import write_csv, write_reports
 from grader.rubric import Rubric
-from grader.engines import Task, run_dask, run_here, run_pool
+from grader.engines import Task, run_dask, run_here, run_pool, start_pool_server
 from grader.progress import Progress
 from grader.runner import GradeSettings, inputs_digest, prepare_datasets, sha256
 
@@ -110,6 +110,8 @@ def grade_batch(zips: list[Path], rubric: Rubric, settings: GradeSettings, out: 
     (grader/artifacts.py) without starting a kernel where the runs still stand. ``only``: the
     net_ids (or zip names) to grade; every other zip keeps the record it has."""
     out.mkdir(parents=True, exist_ok=True)
+    if client is None and jobs > 1 and len(zips) > 1:
+        start_pool_server()       # the workers' imports overlap the reading of earlier records below
     # Local workers share the machine's kernel slots (grader/kernel_slots.py): ``jobs`` of them,
     # so a worker left without a submission lends its slot to the last ones' notebooks; on
     # Dask each machine counts its own.

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
 import shutil
 import signal
 import tempfile
+import threading
+import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -46,20 +49,66 @@ def run_here(tasks: list[Task], rubric: Rubric, settings: GradeSettings) -> Iter
 _SLOT: list[int] = []
 
 
-def _die_with(parent: int) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:          # pragma: no cover - the pid now belongs to another user
+        return False
+    return True
+
+
+def _die_with(grader: int) -> None:
     """A worker (and so its sandboxes: bwrap --die-with-parent) dies with the grader, even when
-    the grader is SIGKILLed."""
+    the grader is SIGKILLed. Its parent is multiprocessing's fork server, which outlives the
+    grader as long as any worker lives (each holds the server's pipe), so a worker watches the
+    grader's pid itself, and dies with the fork server too."""
     try:
         import ctypes
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
     except (OSError, AttributeError):    # pragma: no cover - not Linux
         pass
-    if os.getppid() != parent:           # the grader died before the line above
+    try:
+        watched: int | None = os.pidfd_open(grader)   # readable once the grader has exited
+    except ProcessLookupError:                        # the grader is gone already
+        os._exit(1)
+    except OSError:                                   # Linux before 5.3: look twice a second
+        watched = None
+
+    def watch() -> None:
+        if watched is not None:
+            select.select([watched], [], [])
+        else:
+            while _alive(grader):
+                time.sleep(0.5)
         os._exit(1)
 
+    threading.Thread(target=watch, name="grader-watch", daemon=True).start()
 
-def _worker_init(slots, parent: int) -> None:
-    _die_with(parent)
+
+def _pool_context():
+    """Workers forked from multiprocessing's fork server, which imports the grader (torch with
+    it) once: a spawned worker pays interpreter start and ``import torch``, about 2 s of CPU
+    each, before its first submission. The grader's own process is not forked: it holds
+    threads and may have run torch's thread pool."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["grader.engines"])
+    return ctx
+
+
+def start_pool_server() -> None:
+    """Start the fork server now, so its imports overlap the caller's own set-up."""
+    from multiprocessing import forkserver
+    _pool_context()
+    forkserver.ensure_running()
+
+
+def _worker_init(slots, grader: int, environ: dict[str, str]) -> None:
+    _die_with(grader)
+    # The fork server's environment is the grader's when it started; a worker sees today's.
+    os.environ.clear()
+    os.environ.update(environ)
     # Ctrl-C and SIGTERM are the grader's to handle: it stops the pool and keeps what finished.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _SLOT.append(slots.get())
@@ -82,7 +131,6 @@ def run_pool(tasks: list[Task], rubric: Rubric, settings: GradeSettings, jobs: i
     cost; those that were running are suspects, and each gets one more try alone, after the
     rest: dying again there is its own doing (an error record), never a neighbour's. Stopping
     (KeyboardInterrupt in the caller) kills the workers, and their sandboxes with them."""
-    import threading
     if threading.current_thread() is threading.main_thread():
         before = signal.signal(signal.SIGTERM, _stop)   # scancel, kill: stop like Ctrl-C does
         try:
@@ -99,7 +147,7 @@ def _stop(signum, frame) -> None:
 
 def _pool(tasks: list[Task], rubric: Rubric, settings: GradeSettings, jobs: int,
           grade: Grader) -> Iterator[tuple[Task, Record]]:
-    ctx = multiprocessing.get_context("spawn")      # no fork of a process that holds threads
+    ctx = _pool_context()
     todo, suspects = list(tasks), []
     idle_breaks = 0             # breaks in which no submission had started: the machine, not a zip
     with tempfile.TemporaryDirectory(prefix="grader-pool-") as marks:
@@ -114,7 +162,7 @@ def _pool(tasks: list[Task], rubric: Rubric, settings: GradeSettings, jobs: int,
             for k in range(width):
                 slots.put(k)
             pool = ProcessPoolExecutor(max_workers=width, mp_context=ctx, initializer=_worker_init,
-                                       initargs=(slots, os.getpid()))
+                                       initargs=(slots, os.getpid(), dict(os.environ)))
             pending = {pool.submit(_pool_task, grade, began, t.index, t.zip_path, rubric, settings, t.previous): t
                        for t in batch}
             try:

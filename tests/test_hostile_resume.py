@@ -71,7 +71,10 @@ def test_killed_batch_resumes_without_losing_or_duplicating(tmp_path):
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         assert time.monotonic() < deadline, "the slow notebook never started beside the two fast ones"
         time.sleep(0.05)
-    workers = [pid for pid in procs_with("spawn_main") if _parent(pid) == proc.pid]
+    # The workers are forked from multiprocessing's fork server, a child of the grader.
+    servers = [pid for pid in procs_with("forkserver") if _parent(pid) == proc.pid]
+    assert len(servers) == 1, servers
+    workers = [pid for pid in procs_with("forkserver") if _parent(pid) == servers[0]]
     assert len(workers) == 2, workers
     assert procs_with(token), "the notebook's child should be running now"
     killed = proc.pid
@@ -86,10 +89,10 @@ def test_killed_batch_resumes_without_losing_or_duplicating(tmp_path):
         time.sleep(0.05)
     assert procs_with(token) == []
     for _ in range(100):
-        if not [w for w in workers if _alive(w)]:
+        if not [w for w in workers + servers if _alive(w)]:
             break
         time.sleep(0.05)
-    assert [w for w in workers if _alive(w)] == [], "a worker outlived the killed grader"
+    assert [w for w in workers + servers if _alive(w)] == [], ("a worker outlived the killed grader", workers, servers)
     assert sorted(p.name for p in records.iterdir()) == ["aa001.zip.json", "cc003.zip.json"]   # nothing half-written
     first = load_record(records / "aa001.zip.json")
     assert first.complete and first.status == "graded"
