@@ -416,7 +416,7 @@ def p2_dask(tmp: Path, n: int = 4, steps: int = 1500) -> tuple[float, float]:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
         procs += [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", f"tcp://127.0.0.1:{port}",
                                     "--host", "127.0.0.1", "--nthreads", "1", "--dashboard-address", "127.0.0.1:0",
-                                    "--local-directory", str(tmp / f"dw{workers}-{k}-{w}")], env=env,
+                                    "--preload", "grader.engines", "--local-directory", str(tmp / f"dw{workers}-{k}-{w}")], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for w in range(workers)]
         try:
             client = Client(f"tcp://127.0.0.1:{port}", timeout="30s")

@@ -96,7 +96,9 @@ def slurm_cluster(cfg: SlurmConfig, scheduler_host: str | None = None):
         job_script_prologue=list(cfg.prologue) + ["export DASK_DISTRIBUTED__WORKER__DAEMON=False"],
         job_extra_directives=list(cfg.extra_directives),
         # Retire before the walltime: the task running then is re-run elsewhere, not lost.
-        worker_extra_args=["--lifetime", _lifetime(cfg.walltime), "--lifetime-stagger", "4m"],
+        # The grader (torch with it) is imported as the worker starts, not in its first task.
+        worker_extra_args=["--lifetime", _lifetime(cfg.walltime), "--lifetime-stagger", "4m",
+                           "--preload", "grader.engines"],
         scheduler_options=scheduler)
 
 

@@ -181,7 +181,7 @@ def test_dask_two_workers_on_loopback_one_killed_mid_task(tmp_path):
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "distributed.cli.dask_worker", f"tcp://127.0.0.1:{port}", "--host", "127.0.0.1",
                             "--nthreads", "1", "--nworkers", "1", "--name", name, "--dashboard-address",
-                            "127.0.0.1:0", "--local-directory", str(tmp_path / name)],
+                            "127.0.0.1:0", "--preload", "grader.engines", "--local-directory", str(tmp_path / name)],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True))
         from distributed import Client
         client = Client(f"tcp://127.0.0.1:{port}", timeout="30s")
@@ -231,7 +231,7 @@ def test_slurm_config_makes_the_job_script(tmp_path):
     script = slurm_cluster(cfg, scheduler_host="127.0.0.1").job_script()
     for line in ("#SBATCH -A pr_123_general", "#SBATCH -p cpu", "#SBATCH --cpus-per-task=4", "#SBATCH -t 02:00:00",
                  "module purge", "export DASK_DISTRIBUTED__WORKER__DAEMON=False", "--nthreads 1", "--nworkers 4",
-                 "--lifetime 110m", "/opt/venv/bin/python -m distributed.cli.dask_worker"):
+                 "--lifetime 110m", "--preload grader.engines", "/opt/venv/bin/python -m distributed.cli.dask_worker"):
         assert line in script, (line, script)
     bad = tmp_path / "bad.toml"
     bad.write_text('[slurm]\naccount = "x"\ncores = 0\n')
