@@ -110,8 +110,6 @@ def grade_batch(zips: list[Path], rubric: Rubric, settings: GradeSettings, out: 
     (grader/artifacts.py) without starting a kernel where the runs still stand. ``only``: the
     net_ids (or zip names) to grade; every other zip keeps the record it has."""
     out.mkdir(parents=True, exist_ok=True)
-    if client is None and jobs > 1 and len(zips) > 1:
-        start_pool_server()       # the workers' imports overlap the reading of earlier records below
     # Local workers share the machine's kernel slots (grader/kernel_slots.py): ``jobs`` of them,
     # so a worker left without a submission lends its slot to the last ones' notebooks; on
     # Dask each machine counts its own.
@@ -142,6 +140,8 @@ def grade_batch(zips: list[Path], rubric: Rubric, settings: GradeSettings, out: 
         for o in sorted(wanted - matched):
             progress.note(f"grader: warning: --only {o}: no zip of the batch has that net_id or name")
     progress.queued([t.zip_path.name for t in tasks])
+    if client is None and jobs > 1 and len(tasks) > 1:
+        start_pool_server()       # its imports overlap the data sets' preparation below
     if tasks and any(p.mounts for p in rubric.parts):
         prepare_datasets(rubric, settings.cache_dir)     # once, before the workers need them
     if tasks and client is not None:
