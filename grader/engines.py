@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-from grader import devices
+from grader import devices, procs
 from grader.record import Record, zip_key
 from grader.rubric import Rubric
 from grader.runner import GradeSettings, error_record, grade_submission, sha256
@@ -49,16 +49,6 @@ def run_here(tasks: list[Task], rubric: Rubric, settings: GradeSettings) -> Iter
 _SLOT: list[int] = []
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:          # pragma: no cover - the pid now belongs to another user
-        return False
-    return True
-
-
 def _die_with(grader: int) -> None:
     """A worker (and so its sandboxes: bwrap --die-with-parent) dies with the grader, even when
     the grader is SIGKILLed. Its parent is multiprocessing's fork server, which outlives the
@@ -80,7 +70,7 @@ def _die_with(grader: int) -> None:
         if watched is not None:
             select.select([watched], [], [])
         else:
-            while _alive(grader):
+            while procs.alive({grader}):     # a grader dead but not yet reaped is a zombie: gone
                 time.sleep(0.5)
         os._exit(1)
 

@@ -36,9 +36,9 @@ def test_a_worker_dies_when_the_grader_is_killed(how):
     try:
         assert worker.stdout.readline().strip() == "watching"
         assert worker.poll() is None
-        os.kill(grader.pid, signal.SIGKILL)
-        grader.wait()
+        os.kill(grader.pid, signal.SIGKILL)      # not reaped yet: a zombie until the wait below
         assert worker.wait(timeout=5) == 1
+        grader.wait()
     finally:
         for p in (grader, worker):
             if p.poll() is None:
